@@ -1,0 +1,1 @@
+"""Ingest: MQTT source -> decode -> columnar numpy batch -> store and alerts."""

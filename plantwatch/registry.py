@@ -1,0 +1,196 @@
+"""Registry of enterprises, devices (gateways), areas and sensors.
+
+Loaded from a TOML config file at start and changed over the API. Every sensor gets
+a stable *row*: the index of its slot in every per-sensor array of the alarm core.
+Rows are assigned in registration order and never reused, so arrays only grow.
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plantwatch.domain import ALARM_LEVELS, KINDS, ProductionStatus, kind_spec
+
+
+class RegistryError(ValueError):
+    """Invalid registry content; ``where`` names the file/key or API field."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+@dataclass(slots=True)
+class Enterprise:
+    """An enterprise under monitoring. ``capacity_kw`` is the registered power capacity."""
+
+    id: str
+    name: str = ""
+    region: str = ""
+    production_status: ProductionStatus = ProductionStatus.NORMAL
+    capacity_kw: float | None = None
+
+
+@dataclass(slots=True)
+class Sensor:
+    """A registered sensor.
+
+    ``thresholds`` overrides the kind's default high thresholds per level name
+    (``{"yellow": 20.0}``); ``params`` carries kind-specific settings such as
+    ``oel_ppm`` (gas.toxic), ``baseline`` (dust.pressure_diff), ``low_limit``
+    (dust.water_level/flow), ``capacity`` (power), ``critical`` (feeder flag).
+    ``interval_s`` is the expected reporting interval in seconds.
+    """
+
+    enterprise_id: str
+    id: str
+    kind: str
+    device_id: str = ""
+    area: str = ""
+    unit: str = ""
+    interval_s: float = 0.0
+    thresholds: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    row: int = -1
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.enterprise_id, self.id)
+
+
+def _sensor_from_mapping(raw: Mapping[str, Any], where: str) -> Sensor:
+    for req in ("enterprise_id", "id", "kind"):
+        if not isinstance(raw.get(req), str) or not raw.get(req):
+            raise RegistryError(f"{where}.{req}", "required non-empty string")
+    try:
+        spec = kind_spec(raw["kind"])
+    except ValueError as exc:
+        raise RegistryError(f"{where}.kind", str(exc)) from None
+    thresholds = dict(raw.get("thresholds") or {})
+    for name, v in thresholds.items():
+        if name not in {lv.label for lv in ALARM_LEVELS}:
+            raise RegistryError(f"{where}.thresholds.{name}", "expected one of blue, yellow, orange, red")
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            raise RegistryError(f"{where}.thresholds.{name}", f"expected a number, got {v!r}")
+    interval = raw.get("interval_s", spec.interval_s)
+    if not isinstance(interval, int | float) or interval <= 0:
+        raise RegistryError(f"{where}.interval_s", f"expected a positive number of seconds, got {interval!r}")
+    unit = raw.get("unit") or spec.unit
+    return Sensor(
+        enterprise_id=raw["enterprise_id"],
+        id=raw["id"],
+        kind=raw["kind"],
+        device_id=str(raw.get("device_id", "")),
+        area=str(raw.get("area", "")),
+        unit=str(unit),
+        interval_s=float(interval),
+        thresholds={k: float(v) for k, v in thresholds.items()},
+        params=dict(raw.get("params") or {}),
+    )
+
+
+def _enterprise_from_mapping(raw: Mapping[str, Any], where: str) -> Enterprise:
+    if not isinstance(raw.get("id"), str) or not raw.get("id"):
+        raise RegistryError(f"{where}.id", "required non-empty string")
+    try:
+        status = ProductionStatus(raw.get("production_status", "normal"))
+    except ValueError:
+        raise RegistryError(f"{where}.production_status", "expected normal, suspended or limited") from None
+    cap = raw.get("capacity_kw")
+    if cap is not None and (not isinstance(cap, int | float) or cap <= 0):
+        raise RegistryError(f"{where}.capacity_kw", f"expected a positive number, got {cap!r}")
+    return Enterprise(
+        id=raw["id"],
+        name=str(raw.get("name", "")),
+        region=str(raw.get("region", "")),
+        production_status=status,
+        capacity_kw=float(cap) if cap is not None else None,
+    )
+
+
+class Registry:
+    """Thread-safe registry; ``version`` increments on every change (recompile trigger)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.enterprises: dict[str, Enterprise] = {}
+        self.sensors: list[Sensor] = []  # indexed by row
+        self._by_key: dict[tuple[str, str], int] = {}
+        self.version = 0
+
+    # -- loading ---------------------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: Path) -> Registry:
+        """Load ``[[enterprise]]`` and ``[[sensor]]`` tables from a TOML file."""
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RegistryError(str(path), f"cannot read registry: {exc}") from None
+        reg = cls()
+        reg.load(data, where=str(path))
+        return reg
+
+    def load(self, data: Mapping[str, Any], where: str = "config") -> None:
+        for i, raw in enumerate(data.get("enterprise", []) or []):
+            self.upsert_enterprise(_enterprise_from_mapping(raw, f"{where}: enterprise[{i}]"))
+        for i, raw in enumerate(data.get("sensor", []) or []):
+            s = _sensor_from_mapping(raw, f"{where}: sensor[{i}]")
+            if s.enterprise_id not in self.enterprises:
+                raise RegistryError(f"{where}: sensor[{i}].enterprise_id",
+                                    f"enterprise {s.enterprise_id!r} is not declared")
+            self.upsert_sensor(s)
+
+    # -- mutation --------------------------------------------------------------------
+    def upsert_enterprise(self, ent: Enterprise) -> Enterprise:
+        with self._lock:
+            self.enterprises[ent.id] = ent
+            self.version += 1
+            return ent
+
+    def add_enterprise(self, raw: Mapping[str, Any], where: str = "body") -> Enterprise:
+        return self.upsert_enterprise(_enterprise_from_mapping(raw, where))
+
+    def upsert_sensor(self, sensor: Sensor) -> Sensor:
+        """Insert or replace a sensor, keeping its row if it already exists."""
+        with self._lock:
+            row = self._by_key.get(sensor.key)
+            if row is None:
+                row = len(self.sensors)
+                self.sensors.append(sensor)
+                self._by_key[sensor.key] = row
+            else:
+                self.sensors[row] = sensor
+            sensor.row = row
+            self.version += 1
+            return sensor
+
+    def add_sensor(self, raw: Mapping[str, Any], where: str = "body") -> Sensor:
+        s = _sensor_from_mapping(raw, where)
+        if s.enterprise_id not in self.enterprises:
+            raise RegistryError(f"{where}.enterprise_id", f"enterprise {s.enterprise_id!r} is not registered")
+        return self.upsert_sensor(s)
+
+    # -- lookup ----------------------------------------------------------------------
+    def row_of(self, enterprise_id: str, sensor_id: str) -> int:
+        return self._by_key.get((enterprise_id, sensor_id), -1)
+
+    def rows_for(self, enterprise_ids: Iterable[str], sensor_ids: Iterable[str]) -> list[int]:
+        """Rows for parallel sequences of ids (-1 for unregistered)."""
+        get = self._by_key.get
+        return [get(k, -1) for k in zip(enterprise_ids, sensor_ids, strict=True)]
+
+    def sensor(self, enterprise_id: str, sensor_id: str) -> Sensor | None:
+        row = self.row_of(enterprise_id, sensor_id)
+        return self.sensors[row] if row >= 0 else None
+
+    def __len__(self) -> int:
+        return len(self.sensors)
+
+
+__all__ = ["KINDS", "Enterprise", "Registry", "RegistryError", "Sensor"]
