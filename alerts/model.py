@@ -1,0 +1,78 @@
+"""Alarm records shared by the lifecycle, the stores and the API (plain data, no I/O).
+
+Times are epoch milliseconds. ``level`` is the current level; ``peak_level`` the
+highest reached. Event types: raised, escalated, deescalated, cleared, reactivated,
+acknowledged, closed, shelved, unshelved, overdue (an escalation to the next tier).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from plantwatch.domain import AlarmStatus, Level
+
+
+@dataclass(slots=True)
+class Alarm:
+    """One alarm per (sensor, rule) episode; its level moves up and down until closed."""
+
+    id: int
+    enterprise_id: str
+    sensor_id: str
+    device_id: str
+    area: str
+    kind: str
+    rule: str
+    level: Level
+    status: AlarmStatus
+    value: float
+    raised_at: int
+    updated_at: int
+    peak_level: Level = Level.NONE
+    message: str = ""
+    cleared_at: int | None = None
+    acked_by: str | None = None
+    acked_at: int | None = None
+    ack_comment: str | None = None
+    closed_by: str | None = None
+    closed_at: int | None = None
+    close_comment: str | None = None
+    shelved_until: int | None = None
+    shelve_reason: str | None = None
+    tier: int = 0  # administrative tier: 0 enterprise, 1 county, 2 city ...
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Wire form: levels as colour names, statuses as strings, times as epoch ms."""
+        d = asdict(self)
+        d["level"] = self.level.label
+        d["peak_level"] = self.peak_level.label
+        d["status"] = str(self.status)
+        return d
+
+
+@dataclass(slots=True)
+class AlarmEvent:
+    """One transition of an alarm (what the WebSocket pushes and the store appends)."""
+
+    alarm_id: int
+    ts_ms: int
+    type: str
+    level: Level
+    prev_level: Level
+    status: AlarmStatus
+    value: float | None = None
+    by: str | None = None
+    comment: str | None = None
+    id: int | None = None  # assigned by the store
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["level"] = self.level.label
+        d["prev_level"] = self.prev_level.label
+        d["status"] = str(self.status)
+        return d
+
+
+Change = tuple[Alarm, AlarmEvent]
