@@ -1,0 +1,46 @@
+"""Columnar level transitions produced by the engine and consumed by the lifecycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(slots=True)
+class Transitions:
+    """Per (sensor row, rule) level changes, all columns of equal length.
+
+    row: sensor row (int32); rule: index into the engine's ``rule_names`` (int16);
+    level / prev: new and previous :class:`plantwatch.domain.Level` (int8);
+    value: the reading (or derived quantity) that caused it, in the rule's unit
+    (float64, NaN for timer-driven transitions such as deadman);
+    ts_ms: event time, epoch ms (the reading's own timestamp, or the tick time).
+    """
+
+    row: npt.NDArray[np.int32]
+    rule: npt.NDArray[np.int16]
+    level: npt.NDArray[np.int8]
+    prev: npt.NDArray[np.int8]
+    value: npt.NDArray[np.float64]
+    ts_ms: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @classmethod
+    def empty(cls) -> Transitions:
+        return cls(
+            np.empty(0, np.int32), np.empty(0, np.int16), np.empty(0, np.int8),
+            np.empty(0, np.int8), np.empty(0, np.float64), np.empty(0, np.int64),
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Transitions]) -> Transitions:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__slots__))
