@@ -1,0 +1,70 @@
+"""Enterprises: registry entries with production status and the derived risk colour."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from api.deps import ServiceDep
+from api.schemas import EnterpriseIn, EnterprisePatch
+from plantwatch.domain import ProductionStatus
+from plantwatch.registry import Enterprise, RegistryError
+
+router = APIRouter(prefix="/enterprises", tags=["enterprises"])
+
+
+def _to_json(svc: ServiceDep, e: Enterprise) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "name": e.name,
+        "region": e.region,
+        "production_status": str(e.production_status),
+        "capacity_kw": e.capacity_kw,
+        "sensors": sum(1 for s in svc.registry.sensors if s.enterprise_id == e.id),
+        "risk_colour": svc.enterprise_risk(e.id).label,
+    }
+
+
+@router.get("")
+async def list_enterprises(svc: ServiceDep) -> list[dict[str, Any]]:
+    return [_to_json(svc, e) for e in svc.registry.enterprises.values()]
+
+
+@router.get("/{enterprise_id}")
+async def get_enterprise(enterprise_id: str, svc: ServiceDep) -> dict[str, Any]:
+    e = svc.registry.enterprises.get(enterprise_id)
+    if e is None:
+        raise HTTPException(404, f"enterprise {enterprise_id!r} is not registered")
+    return _to_json(svc, e)
+
+
+@router.post("", status_code=201)
+async def add_enterprises(body: EnterpriseIn | list[EnterpriseIn], svc: ServiceDep) -> list[dict[str, Any]]:
+    """Register one enterprise or a list of them (existing ids are replaced)."""
+    items = body if isinstance(body, list) else [body]
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(svc.registry.add_enterprise(item.model_dump(), where=f"body[{i}]"))
+        except RegistryError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return [_to_json(svc, e) for e in out]
+
+
+@router.patch("/{enterprise_id}")
+async def patch_enterprise(enterprise_id: str, body: EnterprisePatch, svc: ServiceDep) -> dict[str, Any]:
+    """Change name, region, capacity or production status (e.g. a suspension order)."""
+    e = svc.registry.enterprises.get(enterprise_id)
+    if e is None:
+        raise HTTPException(404, f"enterprise {enterprise_id!r} is not registered")
+    patch = body.model_dump(exclude_unset=True)
+    updated = Enterprise(
+        id=e.id,
+        name=patch.get("name") or e.name,
+        region=patch.get("region") or e.region,
+        production_status=ProductionStatus(patch.get("production_status") or e.production_status),
+        capacity_kw=patch.get("capacity_kw", e.capacity_kw),
+    )
+    svc.registry.upsert_enterprise(updated)
+    return _to_json(svc, updated)

@@ -1,0 +1,214 @@
+"""The running service: registry, stores, alarm engine and book, ingest pipeline, fan-out.
+
+Everything that touches the engine or the alarm book runs on the event-loop thread,
+so no locks are needed around the alarm state; blocking store reads used by the API
+go through ``asyncio.to_thread`` on the store's read connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from typing import Any
+
+import numpy as np
+from alerts.engine import AlarmEngine
+from alerts.lifecycle import AlarmBook
+from alerts.risk import enterprise_colour
+from ingest.pipeline import Pipeline
+
+from alerts.model import Alarm, Change
+from alerts.transitions import Transitions
+from ingest.batch import ReadingBatch
+from ingest.store import open_stores
+from plantwatch.clock import Clock, wall_ms
+from plantwatch.domain import ALARM_LEVELS, AlarmStatus, Level
+from plantwatch.hub import EventHub
+from plantwatch.metrics import Metrics
+from plantwatch.registry import Registry, Sensor
+from plantwatch.settings import Settings
+
+log = logging.getLogger("plantwatch.service")
+
+ENGINE_SNAPSHOT = "engine"
+
+
+def load_registry(settings: Settings) -> Registry:
+    """The registry from ``settings.config`` (``[[enterprise]]``/``[[sensor]]`` tables), or empty."""
+    if settings.config is None:
+        return Registry()
+    return Registry.from_toml(settings.config)
+
+
+class Service:
+    """Composition root. ``start()`` launches the pipeline and the ticker; ``stop()`` ends them."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = wall_ms, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        self.registry = registry if registry is not None else load_registry(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.readings, self.alarms = open_stores(settings, self.registry)
+        self.engine = AlarmEngine(self.registry.sensors, self.registry.enterprises)
+        self._engine_version = self.registry.version
+        snap = self.alarms.load_snapshot(ENGINE_SNAPSHOT)
+        if snap is not None:
+            try:
+                with np.load(io.BytesIO(snap), allow_pickle=False) as npz:
+                    self.engine.restore({k: npz[k] for k in npz.files})
+                log.info("alarm engine state restored from snapshot (%d bytes)", len(snap))
+            except Exception:  # a corrupt snapshot must not keep the service down
+                log.exception("alarm engine snapshot unreadable; starting with fresh detector state")
+        self.book = AlarmBook(
+            sensor_of=self._sensor_of,
+            rule_names=self.engine.rule_names,
+            next_id=self.alarms.max_alarm_id() + 1,
+        )
+        self.book.load(self.alarms.load_open_alarms())
+        self.hub = EventHub()
+        self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started_ms = clock()
+        self._refresh_open_gauge()
+
+    # -- registry ------------------------------------------------------------------------
+    def _sensor_of(self, row: int) -> Sensor | None:
+        return self.registry.sensors[row] if 0 <= row < len(self.registry.sensors) else None
+
+    def _sync_engine(self) -> None:
+        if self.registry.version != self._engine_version:
+            self.engine.sync(self.registry.sensors, self.registry.enterprises)
+            self._engine_version = self.registry.version
+
+    # -- AlarmSink (called by the pipeline on the event-loop thread) ---------------------
+    def on_readings(self, batch: ReadingBatch, now_ms: int) -> None:
+        self._sync_engine()
+        known = batch.row >= 0
+        if not known.any():
+            return
+        if known.all():
+            tr = self.engine.evaluate(batch.row, batch.ts_ms, batch.value, now_ms)
+        else:
+            tr = self.engine.evaluate(batch.row[known], batch.ts_ms[known], batch.value[known], now_ms)
+        self._apply(tr, now_ms)
+
+    def on_gateway_status(self, enterprise_id: str, device_id: str, online: bool, ts_ms: int) -> None:
+        self._sync_engine()
+        self._apply(self.engine.gateway_status(enterprise_id, device_id, online, ts_ms), self.clock())
+
+    # -- alarm changes ---------------------------------------------------------------------
+    def _apply(self, tr: Transitions, now_ms: int) -> None:
+        if len(tr):
+            self.publish(self.book.apply(tr, now_ms))
+
+    def publish(self, changes: list[Change]) -> None:
+        """Persist, count and fan out alarm changes (in that order: stored before pushed)."""
+        if not changes:
+            return
+        self.alarms.save_changes(changes)
+        for alarm, event in changes:
+            self.metrics.alarm_events.labels(event.type).inc()
+            if event.type == "raised":
+                self.metrics.alarms_raised.labels(alarm.level.label).inc()
+            self.hub.publish({"event": event.to_json(), "alarm": alarm.to_json()}, alarm.enterprise_id, alarm.level)
+        self._refresh_open_gauge()
+
+    def _refresh_open_gauge(self) -> None:
+        counts = dict.fromkeys(ALARM_LEVELS, 0)
+        for a in self.book.open_alarms():
+            if a.level in counts:
+                counts[a.level] += 1
+        for lv, n in counts.items():
+            self.metrics.alarms_open.labels(lv.label).set(n)
+
+    def tick(self, now_ms: int | None = None) -> None:
+        """Run wall-clock timers once (deadman, delays, escalation, shelving expiry)."""
+        now = self.clock() if now_ms is None else now_ms
+        self._sync_engine()
+        tr = self.engine.tick(now)
+        changes = self.book.apply(tr, now) if len(tr) else []
+        changes += self.book.tick(now)
+        self.publish(changes)
+
+    # -- staff actions -------------------------------------------------------------------
+    def acknowledge(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        change = self.book.acknowledge(alarm_id, by, comment, self.clock())
+        self.publish([change])
+        return change[0]
+
+    def close_alarm(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        change = self.book.close(alarm_id, by, comment, self.clock())
+        self.publish([change])
+        return change[0]
+
+    def add_note(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        change = self.book.add_note(alarm_id, by, comment, self.clock())
+        self.publish([change])
+        return change[0]
+
+    def shelve(self, alarm_id: int, by: str, reason: str, until_ms: int) -> Alarm:
+        change = self.book.shelve(alarm_id, by, reason, until_ms, self.clock())
+        self.publish([change])
+        return change[0]
+
+    def enterprise_risk(self, enterprise_id: str) -> Level:
+        now = self.clock()
+        alarms = [a for a in self.book.open_alarms() if a.enterprise_id == enterprise_id]
+        return enterprise_colour(alarms, now)
+
+    def open_alarm(self, alarm_id: int) -> Alarm | None:
+        a = self.book.get(alarm_id)
+        return a if a is not None and a.status != AlarmStatus.CLOSED else None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def snapshot_engine(self) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **self.engine.snapshot())
+        self.alarms.save_snapshot(ENGINE_SNAPSHOT, buf.getvalue())
+
+    async def _ticker(self) -> None:
+        interval = self.settings.tick_interval_ms / 1000.0
+        snap_every = max(1, int(10_000 / self.settings.tick_interval_ms))
+        n = 0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.tick()
+                n += 1
+                if n % snap_every == 0:
+                    self.snapshot_engine()
+            except Exception:
+                log.exception("ticker iteration failed; continuing")
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.pipeline.run(), name="pipeline"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks = []
+        self.hub.close()
+        try:
+            self.snapshot_engine()
+        finally:
+            self.readings.close()
+            self.alarms.close()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.pipeline.connected else "degraded",
+            "mqtt_connected": self.pipeline.connected,
+            "sensors": len(self.registry),
+            "enterprises": len(self.registry.enterprises),
+            "open_alarms": len(self.book.open_alarms()),
+            "uptime_s": (self.clock() - self.started_ms) / 1000.0,
+        }
