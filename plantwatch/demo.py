@@ -80,8 +80,6 @@ async def _demo(speed: float, duration_s: float | None, http_port: int, mqtt_por
 
     mqtt_port = _pick_port(mqtt_port)
     http_port = _pick_port(http_port)
-    shutil.rmtree(data_dir, ignore_errors=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
     start_ms = wall_ms()
     scenario = demo_scenario(start_ms)
     registry = Registry()
@@ -136,6 +134,9 @@ def run_demo(*, speed: float = 1.0, duration_s: float | None = None, http_port: 
              mqtt_port: int = 1883, data_dir: str | Path = "./var/demo") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("plantwatch").setLevel(logging.INFO)
+    data_path = Path(data_dir)
+    shutil.rmtree(data_path, ignore_errors=True)
+    data_path.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_demo(speed, duration_s, http_port, mqtt_port, Path(data_dir)))
+        asyncio.run(_demo(speed, duration_s, http_port, mqtt_port, data_path))
     return 0

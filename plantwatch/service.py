@@ -14,14 +14,14 @@ import logging
 from typing import Any
 
 import numpy as np
+
 from alerts.engine import AlarmEngine
 from alerts.lifecycle import AlarmBook
-from alerts.risk import enterprise_colour
-from ingest.pipeline import Pipeline
-
 from alerts.model import Alarm, Change
+from alerts.risk import enterprise_colour
 from alerts.transitions import Transitions
 from ingest.batch import ReadingBatch
+from ingest.pipeline import Pipeline
 from ingest.store import open_stores
 from plantwatch.clock import Clock, wall_ms
 from plantwatch.domain import ALARM_LEVELS, AlarmStatus, Level

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from alerts.lifecycle import AlarmNotFound, InvalidTransition, LifecycleError
 from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
 
+from alerts.lifecycle import AlarmNotFound, InvalidTransition, LifecycleError
 from alerts.model import Alarm
 from api.deps import ServiceDep, ServiceWsDep
 from api.schemas import ActionIn, ShelveIn
