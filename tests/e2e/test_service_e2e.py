@@ -83,7 +83,8 @@ async def test_gas_escalation_over_api_and_websocket(service: RunningService, pu
         ev = await next_event(ws, 2.0)
         assert time.monotonic() - t0 < 2.0
         assert ev["event"]["type"] == "raised"
-        assert ev["alarm"]["level"] == "yellow" and ev["alarm"]["sensor_id"] == "GT-101"
+        assert ev["alarm"]["level"] == "yellow"
+        assert ev["alarm"]["sensor_id"] == "GT-101"
         alarm_id = ev["alarm"]["id"]
         api = service.get("/api/v1/alarms?enterprise_id=E1")
         assert [(a["id"], a["level"], a["status"]) for a in api] == [(alarm_id, "yellow", "active")]
@@ -105,12 +106,15 @@ async def test_gas_escalation_over_api_and_websocket(service: RunningService, pu
         publish(publisher, topic, reading("GT-101", 2.0))
         ev = await next_event(ws, 2.0)
         assert ev["event"]["type"] == "cleared"
-        assert ev["alarm"]["id"] == alarm_id and ev["alarm"]["status"] == "cleared"
+        assert ev["alarm"]["id"] == alarm_id
+        assert ev["alarm"]["status"] == "cleared"
 
     ack = service.post(f"/api/v1/alarms/{alarm_id}/ack", {"by": "Li Wei", "comment": "checked on site"})
-    assert ack[0] == 200 and ack[1]["acked_by"] == "Li Wei"
+    assert ack[0] == 200
+    assert ack[1]["acked_by"] == "Li Wei"
     closed = service.post(f"/api/v1/alarms/{alarm_id}/close", {"by": "Li Wei", "comment": "valve resealed"})
-    assert closed[0] == 200 and closed[1]["status"] == "closed"
+    assert closed[0] == 200
+    assert closed[1]["status"] == "closed"
     detail = service.get(f"/api/v1/alarms/{alarm_id}")
     assert [e["type"] for e in detail["events"]] == ["raised", "escalated", "cleared", "acknowledged", "closed"]
     m = service.metrics()
@@ -156,4 +160,5 @@ def test_malformed_payloads_are_counted_and_ingest_continues(service: RunningSer
     unreg = service.get("/api/v1/sensors/unregistered")
     assert any(u["sensor_id"] == "XX-9" for u in unreg)
     log = service.log()
-    assert "bad_json" in log and "plants/E1/GW1/telemetry" in log
+    assert "bad_json" in log
+    assert "plants/E1/GW1/telemetry" in log
