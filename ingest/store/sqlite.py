@@ -1,0 +1,471 @@
+"""Embedded SQLite stores (WAL): readings, unregistered sensors, alarms, events, snapshots.
+
+Two database files under ``data_dir`` so that a large reading transaction never delays
+an alarm save (SQLite allows one writer per file): ``readings.sqlite3`` and
+``alarms.sqlite3``.
+
+Durability: WAL with ``synchronous=NORMAL`` (default). A committed transaction is in
+the WAL file when ``write_readings``/``save_changes`` returns, so it survives the
+process being killed (``kill -9``). Against power loss or an OS crash, the WAL is only
+fsynced at checkpoints, so the last transactions before the crash may roll back (the
+database stays consistent). Pass ``synchronous="FULL"`` to fsync every commit.
+
+Threads: all writes go through one writer connection under a lock (normally the
+ingest thread for readings, the event loop for alarms); reads use one read-only
+connection per calling thread, so API queries never wait for a write to finish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from alerts.model import Alarm, AlarmEvent, Change
+from ingest.batch import ReadingBatch
+from ingest.store.base import AggRow, ReadingRow, StoreError, UnregisteredSensor
+from plantwatch.domain import AlarmStatus, Level
+
+Synchronous = Literal["OFF", "NORMAL", "FULL"]
+
+
+class _Db:
+    """One SQLite file: a locked writer connection plus per-thread read-only connections."""
+
+    def __init__(self, path: Path, schema: str, synchronous: Synchronous, name: str) -> None:
+        self.path = path
+        self.name = name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            w = self.writer
+            w.execute("PRAGMA journal_mode=WAL")
+            w.execute(f"PRAGMA synchronous={synchronous}")
+            w.execute("PRAGMA busy_timeout=10000")
+            w.execute("PRAGMA cache_size=-65536")  # KiB: 64 MiB page cache for the writer
+            w.execute("PRAGMA temp_store=MEMORY")
+            w.executescript(schema)
+        except sqlite3.Error as exc:
+            raise StoreError(name, "open", f"{path}: {exc}") from None
+        self.lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
+
+    @contextmanager
+    def transaction(self, op: str) -> Iterator[sqlite3.Connection]:
+        """Writer connection inside BEGIN IMMEDIATE ... COMMIT (rolled back on error)."""
+        with self.lock:
+            if self._closed:
+                raise StoreError(self.name, op, "store is closed")
+            w = self.writer
+            try:
+                w.execute("BEGIN IMMEDIATE")
+                try:
+                    yield w
+                except BaseException:
+                    w.execute("ROLLBACK")
+                    raise
+                w.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if w.in_transaction:
+                    w.execute("ROLLBACK")
+                raise StoreError(self.name, op, str(exc)) from None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (opened on first use)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError(self.name, "read", "store is closed")
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+            with self.lock:
+                self._readers.append(conn)
+        return conn
+
+    def query(self, op: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self.reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(self.name, op, str(exc)) from None
+
+    def close(self) -> None:
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            for c in self._readers:
+                c.close()
+            self._readers.clear()
+            with suppress(sqlite3.Error):
+                self.writer.execute("PRAGMA optimize")
+            self.writer.close()
+
+
+# -- readings ---------------------------------------------------------------------------
+
+_READINGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    enterprise_id TEXT NOT NULL,
+    sensor_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    UNIQUE (enterprise_id, sensor_id)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    series INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    value REAL NOT NULL,
+    ts_source INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (series, ts_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unregistered (
+    series INTEGER PRIMARY KEY,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+"""
+
+
+class SQLiteReadingStore:
+    """Readings in ``readings.sqlite3``.
+
+    Schema: ``series(id, enterprise_id, sensor_id, device_id)`` unique on (enterprise,
+    sensor), and ``readings(series, ts_ms, value, ts_source, received_ms)`` with primary
+    key (series, ts_ms) in a WITHOUT ROWID table, i.e. the rows are clustered by
+    (enterprise, sensor, ts). A reading is identified by (enterprise, sensor, ts):
+    ``INSERT OR IGNORE`` makes an MQTT redelivery a no-op and keeps the first value
+    written when a sensor sends two different values with the same timestamp.
+    """
+
+    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
+        self._db = _Db(path, _READINGS_SCHEMA, synchronous, "sqlite")
+        self._by_key: dict[tuple[str, str], int] = {
+            (e, s): i for i, e, s in self._db.writer.execute("SELECT id, enterprise_id, sensor_id FROM series")
+        }
+        self._by_row = np.full(1024, -1, dtype=np.int64)  # registry row -> series id (rows never move)
+
+    # -- writing ----------------------------------------------------------------------
+    def _series_ids(self, conn: sqlite3.Connection, batch: ReadingBatch) -> npt.NDArray[np.int64]:
+        rows = batch.row
+        n = len(rows)
+        if len(rows) and int(rows.max()) >= len(self._by_row):
+            grown = np.full(max(int(rows.max()) + 1, 2 * len(self._by_row)), -1, dtype=np.int64)
+            grown[: len(self._by_row)] = self._by_row
+            self._by_row = grown
+        ids = np.full(n, -1, dtype=np.int64)
+        known = rows >= 0
+        ids[known] = self._by_row[rows[known]]
+        missing = np.flatnonzero(ids < 0)
+        if len(missing):
+            ent, sen, dev = batch.enterprise_id, batch.sensor_id, batch.device_id
+            by_key = self._by_key
+            for i in missing.tolist():
+                key = (ent[i], sen[i])
+                sid = by_key.get(key)
+                if sid is None:
+                    cur = conn.execute("INSERT INTO series (enterprise_id, sensor_id, device_id) VALUES (?, ?, ?)",
+                                       (key[0], key[1], dev[i]))
+                    sid = int(cur.lastrowid or 0)
+                    by_key[key] = sid
+                ids[i] = sid
+                r = int(rows[i])
+                if r >= 0:
+                    self._by_row[r] = sid
+        return ids
+
+    def write_readings(self, batch: ReadingBatch) -> None:
+        """Insert the whole batch in one transaction (durable against process kill on return)."""
+        if not len(batch):
+            return
+        try:
+            with self._db.transaction("write_readings") as conn:
+                ids = self._series_ids(conn, batch)
+                unreg = batch.row < 0
+                if unreg.any():
+                    self._write_unregistered(conn, batch, ids, unreg)
+                    keep = ~unreg
+                    ids_k, ts, val = ids[keep], batch.ts_ms[keep], batch.value[keep]
+                    src, recv = batch.ts_source[keep], batch.received_ms[keep]
+                else:
+                    ids_k, ts, val, src, recv = ids, batch.ts_ms, batch.value, batch.ts_source, batch.received_ms
+                conn.executemany(
+                    "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)",
+                    zip(ids_k.tolist(), ts.tolist(), val.tolist(), src.tolist(), recv.tolist(), strict=True),
+                )
+        except BaseException:
+            # series rows inserted in the failed transaction were rolled back: forget their ids
+            if not self._db.closed:
+                self._reload_series()
+            raise
+
+    def _write_unregistered(self, conn: sqlite3.Connection, batch: ReadingBatch,
+                            ids: npt.NDArray[np.int64], unreg: npt.NDArray[np.bool_]) -> None:
+        """Insert unregistered readings per sensor, counting what was really new (exact under redelivery)."""
+        sub_ids = ids[unreg]
+        order = np.argsort(sub_ids, kind="stable")
+        sub_ids = sub_ids[order]
+        idx = np.flatnonzero(unreg)[order]
+        bounds = np.flatnonzero(np.diff(sub_ids)) + 1
+        for grp in np.split(idx, bounds):
+            sid = int(ids[grp[0]])
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)",
+                zip([sid] * len(grp), batch.ts_ms[grp].tolist(), batch.value[grp].tolist(),
+                    batch.ts_source[grp].tolist(), batch.received_ms[grp].tolist(), strict=True),
+            )
+            new = conn.total_changes - before
+            recv = batch.received_ms[grp]
+            conn.execute(
+                "INSERT INTO unregistered (series, first_seen_ms, last_seen_ms, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (series) DO UPDATE SET first_seen_ms = min(first_seen_ms, excluded.first_seen_ms), "
+                "last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), count = count + excluded.count",
+                (sid, int(recv.min()), int(recv.max()), new),
+            )
+
+    def _reload_series(self) -> None:
+        with self._db.lock:
+            self._by_key = {
+                (e, s): i for i, e, s in self._db.writer.execute("SELECT id, enterprise_id, sensor_id FROM series")
+            }
+            self._by_row[:] = -1
+
+    # -- reading ----------------------------------------------------------------------
+    def _series_id(self, enterprise_id: str, sensor_id: str, op: str) -> int | None:
+        rows = self._db.query(op, "SELECT id FROM series WHERE enterprise_id = ? AND sensor_id = ?",
+                              (enterprise_id, sensor_id))
+        return int(rows[0][0]) if rows else None
+
+    def query_readings(self, enterprise_id: str, sensor_id: str, start_ms: int, end_ms: int,
+                       limit: int = 10_000) -> list[ReadingRow]:
+        sid = self._series_id(enterprise_id, sensor_id, "query_readings")
+        if sid is None:
+            return []
+        rows = self._db.query(
+            "query_readings",
+            "SELECT ts_ms, value, ts_source FROM readings WHERE series = ? AND ts_ms >= ? AND ts_ms < ? "
+            "ORDER BY ts_ms LIMIT ?", (sid, start_ms, end_ms, limit))
+        return [ReadingRow(t, v, s) for t, v, s in rows]
+
+    def query_aggregate(self, enterprise_id: str, sensor_id: str, start_ms: int, end_ms: int,
+                        window_ms: int) -> list[AggRow]:
+        if window_ms <= 0:
+            raise StoreError("sqlite", "query_aggregate", f"window_ms must be positive, got {window_ms}")
+        sid = self._series_id(enterprise_id, sensor_id, "query_aggregate")
+        if sid is None:
+            return []
+        rows = self._db.query(
+            "query_aggregate",
+            "SELECT ts_ms - (((ts_ms % ?1) + ?1) % ?1) AS w, avg(value), min(value), max(value), count(*) "
+            "FROM readings WHERE series = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 GROUP BY w ORDER BY w",
+            (window_ms, sid, start_ms, end_ms))
+        return [AggRow(w, mean, lo, hi, c) for w, mean, lo, hi, c in rows]
+
+    def unregistered_sensors(self) -> list[UnregisteredSensor]:
+        rows = self._db.query(
+            "unregistered_sensors",
+            "SELECT s.enterprise_id, s.device_id, s.sensor_id, u.first_seen_ms, u.last_seen_ms, u.count "
+            "FROM unregistered u JOIN series s ON s.id = u.series ORDER BY s.enterprise_id, s.sensor_id")
+        return [UnregisteredSensor(*r) for r in rows]
+
+    @property
+    def buffer_bytes(self) -> int:
+        return 0
+
+    @property
+    def buffer_near_full(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._db.close()
+
+
+# -- alarms -----------------------------------------------------------------------------
+
+
+def _columns(cls: type[Any]) -> list[tuple[str, str]]:
+    """(field name, annotation string) of a dataclass, in declaration order."""
+    return [(f.name, str(f.type)) for f in dataclasses.fields(cls)]
+
+
+_ALARM_COLS = _columns(Alarm)
+_EVENT_COLS = [c for c in _columns(AlarmEvent) if c[0] != "id"]
+
+
+def _sql_type(annotation: str) -> str:
+    if annotation.startswith("Level") or annotation.startswith("int"):
+        return "INTEGER"
+    if annotation.startswith("float"):
+        return "REAL"
+    return "TEXT"
+
+
+def _encode(annotation: str, v: Any) -> Any:
+    if v is None:
+        return None
+    if annotation.startswith("Level"):
+        return int(v)
+    if annotation.startswith("AlarmStatus"):
+        return str(v)
+    if annotation.startswith("dict"):
+        return orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return v
+
+
+def _decode(annotation: str, v: Any) -> Any:
+    if v is None:
+        return {} if annotation.startswith("dict") else None
+    if annotation.startswith("Level"):
+        return Level(v)
+    if annotation.startswith("AlarmStatus"):
+        return AlarmStatus(v)
+    if annotation.startswith("dict"):
+        return orjson.loads(v)
+    return v
+
+
+def _schema_sql(table: str, cols: list[tuple[str, str]], key: str) -> str:
+    body = ",\n    ".join([key] + [f'"{n}" {_sql_type(a)}' for n, a in cols if n != "id"])
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n    {body}\n);\n"
+
+
+_ALARMS_SCHEMA = (
+    _schema_sql("alarms", _ALARM_COLS, "id INTEGER PRIMARY KEY")
+    + _schema_sql("alarm_events", _EVENT_COLS, "id INTEGER PRIMARY KEY AUTOINCREMENT")
+    + """
+CREATE INDEX IF NOT EXISTS alarms_enterprise ON alarms (enterprise_id, id);
+CREATE INDEX IF NOT EXISTS alarms_status ON alarms (status, id);
+CREATE INDEX IF NOT EXISTS alarm_events_alarm ON alarm_events (alarm_id, id);
+CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+"""
+)
+
+
+class SQLiteAlarmStore:
+    """Alarms, alarm events and snapshots in ``alarms.sqlite3``.
+
+    Columns mirror the fields of :class:`Alarm` and :class:`AlarmEvent` (levels as
+    integers, ``extra`` as JSON); a field added to those records later is added to the
+    table on open (``ALTER TABLE ADD COLUMN``), so older files keep working.
+    """
+
+    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
+        self._db = _Db(path, _ALARMS_SCHEMA, synchronous, "sqlite")
+        self._migrate("alarms", _ALARM_COLS)
+        self._migrate("alarm_events", _EVENT_COLS)
+        names = [n for n, _ in _ALARM_COLS]
+        quoted = ", ".join(f'"{n}"' for n in names)
+        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n != "id")
+        self._upsert = (f"INSERT INTO alarms ({quoted}) VALUES ({', '.join('?' * len(names))}) "
+                        f"ON CONFLICT (id) DO UPDATE SET {updates}")
+        ev_names = [n for n, _ in _EVENT_COLS]
+        self._insert_event = (f"INSERT INTO alarm_events ({', '.join(f'{chr(34)}{n}{chr(34)}' for n in ev_names)}) "
+                              f"VALUES ({', '.join('?' * len(ev_names))})")
+        self._alarm_select = f"SELECT {quoted} FROM alarms"
+        self._event_select = f"SELECT id, {', '.join(f'{chr(34)}{n}{chr(34)}' for n in ev_names)} FROM alarm_events"
+
+    def _migrate(self, table: str, cols: list[tuple[str, str]]) -> None:
+        have = {r[1] for r in self._db.writer.execute(f"PRAGMA table_info({table})")}
+        for n, a in cols:
+            if n not in have:
+                self._db.writer.execute(f'ALTER TABLE {table} ADD COLUMN "{n}" {_sql_type(a)}')
+
+    @staticmethod
+    def _alarm_params(a: Alarm) -> tuple[Any, ...]:
+        return tuple(_encode(t, getattr(a, n)) for n, t in _ALARM_COLS)
+
+    @staticmethod
+    def _alarm_of(row: Sequence[Any]) -> Alarm:
+        return Alarm(**{n: _decode(t, v) for (n, t), v in zip(_ALARM_COLS, row, strict=True)})
+
+    @staticmethod
+    def _event_of(row: Sequence[Any]) -> AlarmEvent:
+        fields = {n: _decode(t, v) for (n, t), v in zip(_EVENT_COLS, row[1:], strict=True)}
+        return AlarmEvent(id=row[0], **fields)
+
+    def save_changes(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        with self._db.transaction("save_changes") as conn:
+            ids: list[int] = []
+            for alarm, event in changes:
+                conn.execute(self._upsert, self._alarm_params(alarm))
+                cur = conn.execute(self._insert_event,
+                                   tuple(_encode(t, getattr(event, n)) for n, t in _EVENT_COLS))
+                ids.append(int(cur.lastrowid or 0))
+        for (_, event), eid in zip(changes, ids, strict=True):  # only after the commit succeeded
+            event.id = eid
+
+    def list_alarms(self, enterprise_id: str | None = None, status: AlarmStatus | None = None,
+                    level: Level | None = None, limit: int = 1000, offset: int = 0) -> list[Alarm]:
+        where: list[str] = []
+        params: list[Any] = []
+        if enterprise_id is not None:
+            where.append("enterprise_id = ?")
+            params.append(enterprise_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(str(AlarmStatus(status)))
+        if level is not None:
+            where.append("level = ?")
+            params.append(int(level))
+        sql = self._alarm_select + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        params += [limit, offset]
+        return [self._alarm_of(r) for r in self._db.query("list_alarms", sql, params)]
+
+    def get_alarm(self, alarm_id: int) -> Alarm | None:
+        rows = self._db.query("get_alarm", self._alarm_select + " WHERE id = ?", (alarm_id,))
+        return self._alarm_of(rows[0]) if rows else None
+
+    def alarm_events(self, alarm_id: int) -> list[AlarmEvent]:
+        rows = self._db.query("alarm_events", self._event_select + " WHERE alarm_id = ? ORDER BY id", (alarm_id,))
+        return [self._event_of(r) for r in rows]
+
+    def load_open_alarms(self) -> list[Alarm]:
+        rows = self._db.query("load_open_alarms", self._alarm_select + " WHERE status != ? ORDER BY id",
+                              (str(AlarmStatus.CLOSED),))
+        return [self._alarm_of(r) for r in rows]
+
+    def max_alarm_id(self) -> int:
+        rows = self._db.query("max_alarm_id", "SELECT coalesce(max(id), 0) FROM alarms")
+        return int(rows[0][0])
+
+    def save_snapshot(self, name: str, data: bytes) -> None:
+        with self._db.transaction("save_snapshot") as conn:
+            conn.execute("INSERT INTO snapshots (name, data) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET data = excluded.data", (name, data))
+
+    def load_snapshot(self, name: str) -> bytes | None:
+        rows = self._db.query("load_snapshot", "SELECT data FROM snapshots WHERE name = ?", (name,))
+        return bytes(rows[0][0]) if rows else None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_sqlite(data_dir: Path, *, synchronous: Synchronous = "NORMAL") -> tuple[SQLiteReadingStore, SQLiteAlarmStore]:
+    """Both SQLite stores under ``data_dir`` (``readings.sqlite3``, ``alarms.sqlite3``)."""
+    return (SQLiteReadingStore(data_dir / "readings.sqlite3", synchronous=synchronous),
+            SQLiteAlarmStore(data_dir / "alarms.sqlite3", synchronous=synchronous))
+
+
+__all__ = ["SQLiteAlarmStore", "SQLiteReadingStore", "open_sqlite"]
