@@ -18,6 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import websockets
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.e2e.service import RunningService, plantwatch_serve, wait_for
 from tests.servers import Broker
@@ -46,7 +47,7 @@ def service(broker: Broker, tmp_path: Path) -> Any:
 
 @pytest.fixture
 def publisher(broker: Broker) -> Any:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gateway")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-gateway")
     c.connect(broker.host, broker.port)
     c.loop_start()
     yield c
