@@ -1,0 +1,153 @@
+"""MQTT source: an aiomqtt connection with a persistent session, manual acks and a bounded intake.
+
+Why aiomqtt plus two private calls rather than paho in a thread: aiomqtt 2.5 drives
+paho's socket from the event loop (no thread, no GIL hand-off per message, sink calls
+stay on the loop thread as the contract requires) and handles connect/subscribe/
+disconnect. It has no public manual-ack switch yet (empicano/aiomqtt#345, PR #346), so
+we use the workaround documented there: ``client._client.manual_ack_set(True)`` before
+connecting and ``client._client.ack(mid, qos)`` after the store has the readings.
+paho 2.x (pinned) implements both. Messages are taken from aiomqtt through its public
+``queue_type`` hook: our queue appends to :class:`Intake` instead of queueing
+``Message`` objects, which skips aiomqtt's per-message task in ``messages``.
+
+Overload policy (docs/mqtt.md): with QoS 1 nothing is acked before it is stored, so
+the broker's in-flight window (Mosquitto ``max_inflight_messages``) bounds what it
+sends us and the rest waits in the persistent session on the broker. If the intake
+still overflows (window larger than ``queue_max_messages``) or with QoS 0, the
+message is dropped and counted with reason ``overload``; a dropped QoS 1 message is
+left unacked and the pipeline reconnects so the broker redelivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+from aiomqtt import Message
+
+from plantwatch.settings import Settings
+
+
+class Intake:
+    """Bounded buffer between the MQTT reader and the pipeline (both on the event-loop thread).
+
+    Holds ``(topic, payload, received_ms)`` per message and the message's packet id
+    (0 for QoS 0, nothing to ack). ``limit`` is the bound in messages.
+    """
+
+    __slots__ = ("_clock", "arrived", "dropped", "dropped_qos1", "first_mono", "limit", "mids", "msgs")
+
+    def __init__(self, limit: int, clock: Callable[[], int]) -> None:
+        self.limit = limit
+        self._clock = clock
+        self.msgs: list[tuple[str, bytes, int]] = []
+        self.mids: list[int] = []
+        self.dropped = 0  # since the last take(): messages dropped for overload
+        self.dropped_qos1 = 0  # of which unacked QoS 1 (the broker redelivers them after a reconnect)
+        self.first_mono = 0.0  # time.monotonic() of the first message since the last take()
+        self.arrived = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self.msgs)
+
+    def put(self, topic: str, payload: bytes, mid: int) -> None:
+        """Add one message, or drop and count it when the intake is full."""
+        if len(self.msgs) >= self.limit:
+            self.dropped += 1
+            if mid:
+                self.dropped_qos1 += 1
+            return
+        if not self.msgs:
+            self.first_mono = time.monotonic()
+            self.arrived.set()
+        self.msgs.append((topic, payload, self._clock()))
+        self.mids.append(mid)
+
+    def take(self) -> tuple[list[tuple[str, bytes, int]], list[int], int, int]:
+        """Everything buffered: ``(msgs, mids, dropped, dropped_qos1)``; the intake is left empty."""
+        out = (self.msgs, self.mids, self.dropped, self.dropped_qos1)
+        self.msgs, self.mids = [], []
+        self.dropped = self.dropped_qos1 = 0
+        self.arrived.clear()
+        return out
+
+    def queue_type(self) -> type[asyncio.Queue[Message]]:
+        """An ``asyncio.Queue`` class for aiomqtt's ``queue_type`` that feeds this intake."""
+        intake = self
+
+        class _IntakeQueue(asyncio.Queue[Message]):
+            def put_nowait(self, item: Message) -> None:
+                payload = item.payload
+                if not isinstance(payload, bytes):  # paho always gives bytes; be defensive
+                    payload = b"" if payload is None else str(payload).encode()
+                intake.put(item.topic.value, payload, item.mid if item.qos else 0)
+
+        return _IntakeQueue
+
+
+class MqttSource:
+    """One broker connection: ``async with MqttSource(settings, intake, filters) as src``.
+
+    Connects to ``settings.mqtt_url`` as ``settings.mqtt_client_id``; with QoS 1 the
+    session is persistent (clean_session=False) and acks are manual (:meth:`ack`).
+    Subscribes ``filters`` at ``settings.mqtt_qos`` on entry.
+    """
+
+    def __init__(self, settings: Settings, intake: Intake, filters: list[str], *, keepalive_s: int = 30) -> None:
+        url = urlsplit(settings.mqtt_url)
+        self.qos = settings.mqtt_qos
+        self.filters = filters
+        tls = aiomqtt.TLSParameters() if url.scheme == "mqtts" else None
+        self.client = aiomqtt.Client(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            username=url.username,
+            password=url.password,
+            identifier=settings.mqtt_client_id,
+            clean_session=self.qos == 0,
+            queue_type=intake.queue_type(),
+            keepalive=keepalive_s,
+            tls_params=tls,
+        )
+        self._paho: Any = self.client._client  # private: manual acks, see module docstring
+        if self.qos:
+            self._paho.manual_ack_set(True)
+
+    async def __aenter__(self) -> MqttSource:
+        await self.client.__aenter__()
+        try:
+            for f in self.filters:
+                await self.client.subscribe(f, qos=self.qos)
+        except BaseException:
+            await self.client.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(None, None, None)
+
+    def ack(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages by packet id (0 = QoS 0, skipped); a no-op when disconnected."""
+        if not self.qos:
+            return
+        ack = self._paho.ack
+        for mid in mids:
+            if mid:
+                ack(mid, 1)
+
+    async def disconnected(self) -> None:
+        """Return never; raises :class:`aiomqtt.MqttError` when the connection is lost."""
+        async for _ in self.client.messages:  # pragma: no cover - our queue never yields
+            pass
+        raise aiomqtt.MqttError("message iteration ended")  # pragma: no cover
+
+
+MQTT_ERRORS: tuple[type[Exception], ...] = (aiomqtt.MqttError, OSError)
+"""Exceptions that mean "the connection failed; reconnect with backoff"."""
+
+
+__all__ = ["MQTT_ERRORS", "Intake", "MqttSource"]

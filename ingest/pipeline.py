@@ -1,0 +1,283 @@
+"""Ingest pipeline: MQTT intake → decode → columnar batch → registry rows → store → alarm sink.
+
+``process`` is the synchronous core (used by ``run``, tests and benchmarks);
+``run`` owns the MQTT connection (see :mod:`ingest.mqtt`): reconnect with backoff,
+bounded intake, batching, and — with QoS 1 — acks sent only after
+``store.write_readings`` returned for the batch holding the message (at-least-once).
+Nothing on input stops the loop: bad messages become counted rejections, and an
+exception in one batch is logged and counted while the loop carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from ingest.batch import BatchBuilder, ReadingBatch
+from ingest.decode import Decoder, GatewayStatus, Reason, Rejection
+from ingest.mqtt import MQTT_ERRORS, Intake, MqttSource
+from plantwatch.clock import wall_ms
+from plantwatch.metrics import Metrics
+from plantwatch.registry import Registry
+from plantwatch.settings import Settings
+
+log = logging.getLogger("plantwatch.ingest")
+
+IDLE_CLOSE_MS = 2.0
+"""A batch also closes once the socket has been idle for a loop pass and it is this old (ms)."""
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 10.0
+
+
+class ReadingSink(Protocol):
+    """The part of a reading store the pipeline needs (``ingest.store.base.ReadingStore``)."""
+
+    def write_readings(self, batch: ReadingBatch) -> None: ...
+
+
+class AlarmSink(Protocol):
+    """Implemented by ``plantwatch.service``; called on the event-loop thread."""
+
+    def on_readings(self, batch: ReadingBatch, now_ms: int) -> None: ...
+
+    def on_gateway_status(self, enterprise_id: str, device_id: str, online: bool, ts_ms: int) -> None: ...
+
+
+class _Redeliver(Exception):
+    """Unacked QoS 1 messages need the broker to resend them: reconnect."""
+
+
+class _LogLimiter:
+    """At most ``lines`` log lines per ``window_ms``; the rest are summarised, never lost from metrics."""
+
+    __slots__ = ("_clock", "_lines", "_start", "_suppressed", "_used", "_window")
+
+    def __init__(self, clock: Callable[[], int], lines: int = 20, window_ms: int = 10_000) -> None:
+        self._clock = clock
+        self._lines = lines
+        self._window = window_ms
+        self._start = -(2**62)
+        self._used = 0
+        self._suppressed = 0
+
+    def allow(self) -> bool:
+        now = self._clock()
+        if now - self._start >= self._window:
+            if self._suppressed:
+                log.warning("%d more rejection log lines suppressed in the last %d s (all counted in metrics)",
+                            self._suppressed, self._window // 1000)
+            self._start, self._used, self._suppressed = now, 0, 0
+        if self._used < self._lines:
+            self._used += 1
+            return True
+        self._suppressed += 1
+        return False
+
+
+class Pipeline:
+    """Ingest pipeline; one per service. ``connected`` is True while the MQTT session is up."""
+
+    def __init__(self, settings: Settings, registry: Registry, store: ReadingSink, sink: AlarmSink,
+                 metrics: Metrics, clock: Callable[[], int] = wall_ms) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.sink = sink
+        self.metrics = metrics
+        self.clock = clock
+        self.decoder = Decoder(settings)
+        self._max_readings = settings.batch_max_readings
+        self._rejected = {r: metrics.ingest_rejected.labels(reason=r.value) for r in Reason}
+        self._store_errors = metrics.store_errors.labels(store=type(store).__name__)
+        self._log_limit = _LogLimiter(clock)
+        self._connected = False
+        self.batch_errors = 0
+        """Batches whose store write or alarm evaluation raised (also logged)."""
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """True while connected and subscribed to the broker."""
+        return self._connected
+
+    def _set_connected(self, up: bool) -> None:
+        self._connected = up
+        self.metrics.mqtt_connected.set(1 if up else 0)
+
+    # -- synchronous core ----------------------------------------------------------------
+    def process(self, msgs: list[tuple[str, bytes, int]]) -> None:
+        """Decode, store and evaluate ``(topic, payload, received_ms)`` messages; never raises on input."""
+        self._process(msgs, None, None)
+
+    def _process(self, msgs: Sequence[tuple[str, bytes, int]], mids: list[int] | None,
+                 ack: Callable[[list[int]], None] | None) -> bool:
+        """Core of ``process``; acks each flushed batch's ``mids`` after its store write.
+
+        Returns False when a batch failed to store (its messages stay unacked).
+        """
+        builder = BatchBuilder()
+        statuses: list[GatewayStatus] = []
+        pending: list[int] = []
+        ok = True
+        decode = self.decoder.decode
+        max_n = self._max_readings
+        for i, (topic, payload, received_ms) in enumerate(msgs):
+            try:
+                out = decode(topic, payload, received_ms, builder)
+            except Exception:  # decode is fuzzed never to raise; this keeps the loop alive regardless
+                log.exception("decoder raised on a message from %r; message rejected", topic)
+                self._reject([Rejection(topic, Reason.BAD_PAYLOAD, "decoder error")])
+                out = None
+            if out is not None:
+                if out.rejections:
+                    self._reject(out.rejections)
+                if out.status is not None:
+                    statuses.append(out.status)
+            if mids is not None:
+                pending.append(mids[i])
+            if len(builder) >= max_n:
+                ok = self._flush(builder, statuses, pending, ack) and ok
+                statuses, pending = [], []
+        self.metrics.ingest_messages.inc(len(msgs))
+        return self._flush(builder, statuses, pending, ack) and ok
+
+    def _reject(self, rejections: Sequence[Rejection]) -> None:
+        for r in rejections:
+            self._rejected[r.reason].inc(r.count)
+            if self._log_limit.allow():
+                log.warning("rejected %d from %s: %s (%s)", r.count, r.topic, r.reason.value, r.detail)
+
+    def _flush(self, builder: BatchBuilder, statuses: list[GatewayStatus], mids: list[int],
+               ack: Callable[[list[int]], None] | None) -> bool:
+        stored = True
+        n = len(builder)
+        if n:
+            t0 = time.perf_counter()
+            batch = builder.build()
+            batch.row = np.fromiter(
+                self.registry.rows_for(batch.enterprise_id.tolist(), batch.sensor_id.tolist()),
+                dtype=np.int32, count=n)
+            self.metrics.ingest_readings.inc(n)
+            unregistered = n - int(np.count_nonzero(batch.row >= 0))
+            if unregistered:
+                self.metrics.ingest_unregistered.inc(unregistered)
+            try:
+                self.store.write_readings(batch)
+            except Exception as exc:
+                stored = False
+                self.batch_errors += 1
+                self._store_errors.inc()
+                log.error("store write of %d readings failed (%s: %s); messages left unacked",
+                          n, type(exc).__name__, exc)
+            if stored:
+                self.metrics.store_written.inc(n)
+                try:
+                    self.sink.on_readings(batch, self.clock())
+                except Exception:
+                    self.batch_errors += 1
+                    log.exception("alarm evaluation of a batch of %d readings failed; continuing", n)
+            self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+        if stored and ack is not None and mids:
+            ack(mids)
+        for st in statuses:
+            try:
+                self.sink.on_gateway_status(st.enterprise_id, st.device_id, st.online, st.ts_ms)
+            except Exception:
+                log.exception("gateway status %s/%s handling failed; continuing", st.enterprise_id, st.device_id)
+        return stored
+
+    # -- MQTT loop -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, subscribe and ingest until cancelled; reconnects with exponential backoff."""
+        s = self.settings
+        filters = self.decoder.topics.filters(s.enterprises or None)
+        backoff = BACKOFF_MIN_S
+        errors: tuple[type[Exception], ...] = (*MQTT_ERRORS, _Redeliver)
+        while True:
+            intake = Intake(s.queue_max_messages, self.clock)
+            try:
+                async with MqttSource(s, intake, filters) as source:
+                    self._set_connected(True)
+                    backoff = BACKOFF_MIN_S
+                    log.info("ingest connected to %s as %s (QoS %d), subscribed %s",
+                             s.mqtt_url, s.mqtt_client_id, s.mqtt_qos, ", ".join(filters))
+                    await self._consume(source, intake)
+            except errors as exc:
+                log.warning("MQTT session ended (%s: %s); reconnecting in %.1f s", type(exc).__name__, exc, backoff)
+            except Exception:  # a bug must not end ingest for good
+                log.exception("ingest loop failed; reconnecting in %.1f s", backoff)
+            finally:
+                self._set_connected(False)
+                self._drain(intake)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _drain(self, intake: Intake) -> None:
+        """Process what is left after a disconnect (unacked: QoS 1 ones come again, duplicates are harmless)."""
+        with contextlib.suppress(Exception):
+            msgs, _mids, dropped, _dq1 = intake.take()
+            self._overload(dropped)
+            if msgs:
+                self._process(msgs, None, None)
+
+    def _overload(self, dropped: int) -> None:
+        if dropped:
+            self.metrics.ingest_messages.inc(dropped)
+            self._rejected[Reason.OVERLOAD].inc(dropped)
+            if self._log_limit.allow():
+                log.warning("ingest queue full (%d messages): dropped %d, counted as overload",
+                            self.settings.queue_max_messages, dropped)
+
+    async def _consume(self, source: MqttSource, intake: Intake) -> None:
+        disc = asyncio.ensure_future(source.disconnected())
+        try:
+            while True:
+                if not len(intake):
+                    arrived = asyncio.ensure_future(intake.arrived.wait())
+                    await asyncio.wait((disc, arrived), return_when=asyncio.FIRST_COMPLETED)
+                    if not arrived.done():
+                        arrived.cancel()
+                    if disc.done():
+                        disc.result()  # raises the MqttError
+                        return
+                await self._linger(intake, disc)
+                msgs, mids, dropped, dropped_qos1 = intake.take()
+                self.metrics.queue_depth.set(len(msgs))
+                self._overload(dropped)
+                stored = self._process(msgs, mids, source.ack)
+                if not stored:
+                    raise _Redeliver("a batch failed to store; reconnecting so the broker redelivers it")
+                if dropped_qos1:
+                    raise _Redeliver(f"{dropped_qos1} QoS 1 messages dropped on overload; reconnecting for redelivery")
+        finally:
+            disc.cancel()
+
+    async def _linger(self, intake: Intake, disc: asyncio.Future[None]) -> None:
+        """Keep reading until the batch is full, old enough, or the socket went idle."""
+        max_age = self.settings.batch_max_delay_ms / 1000.0
+        idle_age = min(IDLE_CLOSE_MS / 1000.0, max_age)
+        flush_at = min(self._max_readings, intake.limit)
+        n_prev = -1
+        while True:
+            n = len(intake)
+            if n >= flush_at or disc.done():
+                return
+            age = time.monotonic() - intake.first_mono
+            if age >= max_age:
+                return
+            if n == n_prev:  # nothing arrived during the last loop pass
+                if age >= idle_age:
+                    return
+                await asyncio.sleep(idle_age - age)
+            else:
+                await asyncio.sleep(0)
+            n_prev = n
+
+
+__all__ = ["AlarmSink", "Pipeline", "ReadingSink"]
