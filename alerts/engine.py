@@ -1,0 +1,493 @@
+"""The vectorised alarm engine: readings in, level transitions out (pure numpy).
+
+``AlarmEngine.evaluate`` takes a columnar batch (row, ts_ms, value), sorts it by
+(row, ts) and processes it in *rounds* in which every row occurs once (round k = the
+k-th reading of each sensor in the batch), so every detector runs as a handful of numpy
+operations per round and never as a Python loop per reading. ``tick`` runs the
+wall-clock timers (delay-on/off expiry, deadman, gateway escalation, spark window).
+Every (row, rule) pair holds one level; a transition is emitted only when it changes.
+
+Time: reading timestamps drive delay-on/off, flatline and rate; arrival time
+(``now_ms``) drives the deadman. Late readings (older than the sensor's newest) are
+evaluated by their own timestamps but may only *raise* levels with timers that are
+already running; they never start, reset or move a timer, never enter the ring buffer
+and never lower a level (the newest reading defines the current state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from alerts import detectors as det
+from alerts.compile import Compiled, LadderArrays, compile_config
+from alerts.power import PowerAnalytics
+from alerts.rules import (
+    ANOMALY_BLUE,
+    AREA_VOTE_N,
+    GATEWAY_YELLOW_S,
+    RULE,
+    RULE_NAMES,
+    SPARK_WINDOW_S,
+)
+from alerts.state import NO_TS, Column, RowState
+from alerts.transitions import Transitions
+from plantwatch.domain import Level
+from plantwatch.registry import Enterprise, Sensor
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+I8 = npt.NDArray[np.int8]
+
+NR = len(RULE_NAMES)
+R_HIGH, R_LOW, R_RATE, R_FLAT, R_RANGE = RULE["high"], RULE["low"], RULE["rate"], RULE["flatline"], RULE["range"]
+R_DEAD, R_GW, R_BASE, R_COMP, R_VOTE = (RULE["deadman"], RULE["gateway_offline"], RULE["baseline"],
+                                        RULE["compound"], RULE["area_vote"])
+R_ANOM = RULE["anomaly"]
+_LADDERS = ("high", "low", "baseline", "overload")
+_LADDER_RULE = {"high": R_HIGH, "low": R_LOW, "baseline": R_BASE, "overload": RULE["overload"]}
+
+
+
+def _anomaly_factory() -> Callable[[int], Any] | None:
+    """alerts.anomaly.AnomalyScorer when that module is present (written in parallel)."""
+    try:
+        from alerts.anomaly import AnomalyScorer  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover - depends on the checkout
+        return None
+    factory: Callable[[int], Any] = AnomalyScorer
+    return factory
+
+
+class _Out:
+    """Collects transition columns; concatenated once per call."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[Any, ...]] = []
+
+    def add(self, rows: I32, rule: int, new: I8, prev: I8, value: F64, ts: I64) -> None:
+        self.parts.append((rows, rule, new, prev, value, ts))
+
+    def build(self) -> Transitions:
+        if not self.parts:
+            return Transitions.empty()
+        rows = np.concatenate([p[0] for p in self.parts]).astype(np.int32, copy=False)
+        rule = np.concatenate([np.full(len(p[0]), p[1], np.int16) for p in self.parts])
+        new = np.concatenate([p[2] for p in self.parts]).astype(np.int8, copy=False)
+        prev = np.concatenate([p[3] for p in self.parts]).astype(np.int8, copy=False)
+        val = np.concatenate([np.broadcast_to(np.asarray(p[4], np.float64), (len(p[0]),)) for p in self.parts])
+        ts = np.concatenate([np.broadcast_to(np.asarray(p[5], np.int64), (len(p[0]),)) for p in self.parts])
+        return Transitions(rows, rule, new, prev, val.astype(np.float64), ts.astype(np.int64))
+
+
+class AlarmEngine:
+    """Pure-numpy alarm core over registry rows (see module docstring and docs/alerts.md).
+
+    ``window`` is the ring-buffer length (readings per sensor) used by the rate rule and
+    kept for detectors; memory per sensor is :meth:`bytes_per_sensor`.
+    """
+
+    def __init__(self, sensors: list[Sensor], enterprises: Mapping[str, Enterprise], *,
+                 window: int = 16, anomaly: bool = True) -> None:
+        if window < 2:
+            raise ValueError(f"window must be >= 2 readings, got {window}")
+        self.rule_names: list[str] = list(RULE_NAMES)
+        self._w = window
+        cols = [
+            Column("last_ts", np.int64, NO_TS), Column("last_v", np.float64, np.nan),
+            Column("seen_ms", np.int64, NO_TS), Column("flat_since", np.int64, NO_TS),
+            Column("ring_v", np.float64, np.nan, (window,)), Column("ring_t", np.int64, 0, (window,)),
+            Column("count", np.int64, 0), Column("rate", np.float64, 0.0),
+            Column("spark_ms", np.int64, NO_TS), Column("level", np.int8, 0, (NR,)),
+        ]
+        for name in _LADDERS:
+            cols += [Column(f"on_{name}", np.int64, NO_TS, (4,)), Column(f"off_{name}", np.int64, NO_TS)]
+        self._st = RowState(cols, len(sensors))
+        self._gw: dict[tuple[str, str], tuple[bool, int]] = {}  # (enterprise, device) -> (online, since)
+        self._clock = NO_TS           # newest now_ms seen (restart grace reference)
+        self._resume_from = NO_TS     # saved clock of a restored snapshot, until the first call
+        self._cfg: Compiled = compile_config([], {})
+        self._n = 0
+        self._power = PowerAnalytics()
+        self._anomaly: Any = None
+        self._anomaly_on = anomaly
+        self.sync(sensors, enterprises)
+
+    # -- configuration -------------------------------------------------------------------
+    def sync(self, sensors: list[Sensor], enterprises: Mapping[str, Enterprise]) -> None:
+        """Recompile after registry changes; arrays grow (rows only append), state is kept."""
+        if len(sensors) < self._n:
+            raise ValueError(f"registry shrank from {self._n} to {len(sensors)} rows; rows never go away")
+        cfg = compile_config(sensors, enterprises)
+        self._st.grow(cfg.n)
+        self._cfg = cfg
+        self._n = cfg.n
+        self._rebuild_gateways()
+        self._power.sync(cfg, self._st.cap)
+        if self._anomaly_on:
+            if self._anomaly is None:
+                factory = _anomaly_factory()
+                self._anomaly = factory(self._st.cap) if factory is not None else None
+            else:
+                self._anomaly.grow(self._st.cap)
+
+    def _rebuild_gateways(self) -> None:
+        cfg = self._cfg
+        nd = len(cfg.dev_keys)
+        self._dev_offline = np.zeros(nd + 1, bool)      # last slot: rows without a device
+        self._dev_since = np.full(nd + 1, NO_TS, np.int64)  # online since (deadman grace)
+        for d, key in enumerate(cfg.dev_keys):
+            st = self._gw.get(key)
+            if st is not None:
+                self._dev_offline[d] = not st[0]
+                if st[0]:
+                    self._dev_since[d] = st[1]
+        self._row_dev = np.where(cfg.dev >= 0, cfg.dev, nd).astype(np.int32)
+
+    @property
+    def size(self) -> int:
+        """Number of sensor rows compiled."""
+        return self._n
+
+    def bytes_per_sensor(self) -> int:
+        """State bytes per sensor row (ring buffer, timers, levels), excluding config vectors."""
+        return self._st.nbytes_per_row() + self._power.bytes_per_row()
+
+    def level(self, row: int, rule: str) -> Level:
+        """Current level of one (row, rule) pair (for tests and the API)."""
+        return Level(int(self._st["level"][row, RULE[rule]]))
+
+    def levels(self) -> npt.NDArray[np.int8]:
+        """View of the (rows, rules) level matrix (read-only use)."""
+        lv: npt.NDArray[np.int8] = self._st["level"][: self._n]
+        return lv
+
+    def rate_eta(self, rows: I32) -> tuple[F64, F64]:
+        """Latest rate of change (unit/min) and predicted seconds to the next high threshold."""
+        rows = np.asarray(rows, np.int32)
+        rate = self._st["rate"][rows].astype(np.float64)
+        v = self._st["last_v"][rows].astype(np.float64)
+        eta = self._eta_ms(rows, v, rate) / 1000.0
+        return rate, eta
+
+    # -- hot path ------------------------------------------------------------------------
+    def evaluate(self, row: I32, ts_ms: I64, value: F64, now_ms: int) -> Transitions:
+        """Evaluate one batch of readings (any order, repeated rows allowed; row -1 ignored)."""
+        self._on_clock(now_ms)
+        row_a = np.asarray(row)
+        ok = (row_a >= 0) & (row_a < self._n)
+        if ok.all():
+            order = np.lexsort((ts_ms, row_a))
+        else:
+            sel = np.flatnonzero(ok)
+            order = sel[np.lexsort((np.asarray(ts_ms)[sel], row_a[sel]))]
+        n = len(order)
+        out = _Out()
+        if n == 0:
+            return out.build()
+        r = row_a[order].astype(np.int32, copy=False)
+        t = np.asarray(ts_ms, np.int64)[order]
+        v = np.asarray(value, np.float64)[order]
+        first = np.empty(n, bool)
+        first[0] = True
+        np.not_equal(r[1:], r[:-1], out=first[1:])
+        if first.all():
+            self._round(r, t, v, now_ms, out)
+            touched = r
+        else:
+            starts = np.flatnonzero(first)
+            k = np.arange(n) - starts[np.cumsum(first) - 1]
+            by_round = np.argsort(k, kind="stable")
+            bounds = np.cumsum(np.bincount(k))
+            lo = 0
+            for hi in bounds:
+                idx = by_round[lo:hi]
+                self._round(r[idx], t[idx], v[idx], now_ms, out)
+                lo = int(hi)
+            touched = r[starts]
+        self._cross(touched, int(t.max()), now_ms, out)
+        return out.build()
+
+    def _set(self, rule: int, rows: I32, new: I8, value: F64 | float, ts: I64 | int, out: _Out) -> None:
+        lv = self._st["level"]
+        prev = lv[rows, rule]
+        ch = new != prev
+        if not ch.any():
+            return
+        if ch.all():
+            lv[rows, rule] = new
+            out.add(rows, rule, new, prev, value, ts)  # type: ignore[arg-type]
+            return
+        i = np.flatnonzero(ch)
+        rr = rows[i]
+        lv[rr, rule] = new[i]
+        val = value[i] if isinstance(value, np.ndarray) else value
+        tt = ts[i] if isinstance(ts, np.ndarray) else ts
+        out.add(rr, rule, new[i], prev[i], val, tt)  # type: ignore[arg-type]
+
+    def _ladder_x(self, name: str, rows: I32, v: F64) -> F64:
+        cfg = self._cfg
+        if name == "high":
+            return v
+        if name == "low":
+            return -v
+        if name == "baseline":
+            return np.abs(v / cfg.baseline[rows] - 1.0) * 100.0  # % of baseline (NaN = off)
+        return v / cfg.capacity_kw[rows] * 100.0  # overload: % of capacity (NaN = off)
+
+    def _ladder(self, name: str, rows: I32, v: F64, ts: I64, late: npt.NDArray[np.bool_] | None,
+                out: _Out) -> None:
+        lad: LadderArrays = getattr(self._cfg, "baseline_ladder" if name == "baseline" else name)
+        rule = _LADDER_RULE[name]
+        prev = self._st["level"][rows, rule]
+        x = self._ladder_x(name, rows, v)
+        new = det.ladder_step(lad, self._st[f"on_{name}"], self._st[f"off_{name}"],
+                              rows, x, ts, prev, late)
+        self._set(rule, rows, new, v, ts, out)
+
+    def _round(self, r: I32, t: I64, v: F64, now_ms: int, out: _Out) -> None:
+        st, cfg = self._st, self._cfg
+        last_ts = st["last_ts"][r]
+        late_m = t < last_ts
+        anylate = bool(late_m.any())
+        late = late_m if anylate else None
+        seen = st["seen_ms"]
+        seen[r] = np.maximum(seen[r], now_ms)
+        self._set(R_DEAD, r, np.zeros(len(r), np.int8), v, t, out)
+        for name in _LADDERS:
+            self._ladder(name, r, v, t, late, out)
+        # out of physical range
+        rng = np.where(v > cfg.range_hi[r], cfg.range_hi_level[r],
+                       np.where(v < cfg.range_lo[r], cfg.range_lo_level[r], np.int8(0))).astype(np.int8)
+        if anylate:
+            rng = np.where(late_m, np.maximum(rng, st["level"][r, R_RANGE]), rng).astype(np.int8)
+        self._set(R_RANGE, r, rng, v, t, out)
+        # the rest uses in-order readings only
+        if anylate:
+            io = np.flatnonzero(~late_m)
+            r, t, v = r[io], t[io], v[io]
+            if len(r) == 0:
+                return
+        last_v = st["last_v"][r]
+        # flatline: exactly the same value for flat_ms
+        flat_since = st["flat_since"]
+        changed = v != last_v  # NaN (first reading) -> True
+        fs = np.where(changed, t, flat_since[r])
+        flat_since[r] = fs
+        flat_ms = cfg.flat_ms[r]
+        flat = ((flat_ms > 0) & (t - fs >= flat_ms)) * np.int8(Level.ORANGE)
+        self._set(R_FLAT, r, flat.astype(np.int8), v, t, out)
+        # rate of rise and predicted time to the next threshold
+        ring_v, ring_t, count = st["ring_v"], st["ring_t"], st["count"]
+        rate = det.rate_per_min(ring_v, ring_t, count, r, v, t)
+        det.ring_write(ring_v, ring_t, count, r, v, t)
+        st["rate"][r] = rate
+        self._rate_rule(r, t, v, rate, out)
+        st["last_ts"][r] = t
+        st["last_v"][r] = v
+        sp = cfg.spark[r] & (v > 0)
+        if sp.any():
+            st["spark_ms"][r[sp]] = t[sp]
+        self._power.observe(r, t, v)
+        if self._anomaly is not None:
+            score = self._anomaly.score_learn(r, v, t)
+            lvl = (np.asarray(score) >= ANOMALY_BLUE).astype(np.int8) * np.int8(Level.BLUE)
+            self._set(R_ANOM, r, lvl, np.asarray(score, np.float64), t, out)
+
+    def _eta_ms(self, r: I32, v: F64, rate: F64) -> F64:
+        thr = self._cfg.high.thr[r]
+        nxt = np.min(np.where(thr > v[:, None], thr, np.inf), axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            eta = np.where(rate > 0, (nxt - v) / rate * 60000.0, np.inf)
+        return np.asarray(eta, np.float64)
+
+    def _rate_rule(self, r: I32, t: I64, v: F64, rate: F64, out: _Out) -> None:
+        cfg = self._cfg
+        floor = cfg.rate_floor[r]
+        on = ~np.isnan(floor)
+        if not on.any():
+            if self._st["level"][r, R_RATE].any():
+                self._set(R_RATE, r, np.zeros(len(r), np.int8), rate, t, out)
+            return
+        rmin = cfg.rate_min[r]
+        rising = on & (v >= floor) & (rate >= rmin)
+        eta_ok = rising & (cfg.rate_eta_ms[r] > 0) & (self._eta_ms(r, v, rate) <= cfg.rate_eta_ms[r])
+        raw = np.where(eta_ok, np.int8(Level.YELLOW), np.where(rising, np.int8(Level.BLUE), np.int8(0)))
+        prev = self._st["level"][r, R_RATE]
+        # hysteresis: keep the level while >= 90 % of the floor and rising >= half the minimum rate
+        hold = on & (v >= 0.9 * floor) & (rate >= 0.5 * rmin)
+        new = np.maximum(raw, np.where(hold, prev, np.int8(0))).astype(np.int8)
+        self._set(R_RATE, r, new, rate, t, out)
+
+    # -- cross-sensor rules --------------------------------------------------------------
+    def _cross(self, touched: I32, ts: int, now_ms: int, out: _Out) -> None:
+        cfg = self._cfg
+        lv = self._st["level"]
+        # area vote: >= AREA_VOTE_N detectors of one area at stage 2 -> red on the area anchor
+        vt = touched[cfg.votes[touched] & (cfg.area[touched] >= 0)]
+        if len(vt):
+            self._area_vote(np.unique(cfg.area[vt]), ts, out)
+        # compound dust: temperature at orange (>= 70 °C) with a recent spark in the same area
+        ct = touched[(cfg.temp_compound[touched] | cfg.spark[touched]) & (cfg.area[touched] >= 0)]
+        if len(ct):
+            self._compound(np.unique(cfg.area[ct]), now_ms, ts, out)
+        self._power.evaluate(self, touched, ts, now_ms, out)
+        _ = lv
+
+    def _area_vote(self, areas: I32, ts: int, out: _Out) -> None:
+        cfg = self._cfg
+        anchors = cfg.area_anchor[areas]
+        areas, anchors = areas[anchors >= 0], anchors[anchors >= 0]
+        if not len(areas):
+            return
+        voters = np.flatnonzero(cfg.votes & (cfg.area >= 0))
+        stage2 = self._st["level"][voters, R_HIGH] >= Level.ORANGE
+        counts = np.bincount(cfg.area[voters], weights=stage2, minlength=len(cfg.area_keys))[areas]
+        new = np.where(counts >= AREA_VOTE_N, np.int8(Level.RED), np.int8(0)).astype(np.int8)
+        self._set(R_VOTE, anchors.astype(np.int32), new, counts.astype(np.float64), ts, out)
+
+    def _compound(self, areas: I32, now_ms: int, ts: int, out: _Out) -> None:
+        cfg, st = self._cfg, self._st
+        na = len(cfg.area_keys)
+        sparks = np.flatnonzero(cfg.spark & (cfg.area >= 0))
+        last_spark = np.full(na, NO_TS, np.int64)
+        if len(sparks):
+            np.maximum.at(last_spark, cfg.area[sparks], st["spark_ms"][sparks])
+        in_area = np.zeros(na, bool)
+        in_area[areas] = True
+        temps = np.flatnonzero(cfg.temp_compound & (cfg.area >= 0))
+        temps = temps[in_area[cfg.area[temps]]]
+        if not len(temps):
+            return
+        ls = last_spark[cfg.area[temps]]
+        recent = (ls != NO_TS) & (now_ms - np.where(ls == NO_TS, 0, ls) <= int(SPARK_WINDOW_S * 1000))
+        hot = st["level"][temps, R_HIGH] >= Level.ORANGE
+        new = np.where(recent & hot, np.int8(Level.RED), np.int8(0)).astype(np.int8)
+        self._set(R_COMP, temps.astype(np.int32), new, st["last_v"][temps].astype(np.float64), ts, out)
+
+    # -- wall clock ----------------------------------------------------------------------
+    def _on_clock(self, now_ms: int) -> None:
+        if self._resume_from != NO_TS:
+            # restart grace: the service's own downtime is not charged to the sensors
+            gap = now_ms - self._resume_from
+            if gap > 0:
+                seen = self._st["seen_ms"][: self._n]
+                quiet = (self._st["level"][: self._n, R_DEAD] == 0) & (seen != NO_TS)
+                seen[quiet] += gap
+            self._resume_from = NO_TS
+        self._clock = max(self._clock, now_ms)
+
+    def tick(self, now_ms: int) -> Transitions:
+        """Run timers at wall-clock ``now_ms``: deadman, gateway, delay expiry, spark window."""
+        self._on_clock(now_ms)
+        out = _Out()
+        n = self._n
+        if n == 0:
+            return out.build()
+        st, cfg = self._st, self._cfg
+        seen = st["seen_ms"][:n]
+        seen[seen == NO_TS] = now_ms  # never-seen sensors: deadman counts from the first tick
+        ref = np.maximum(seen, self._dev_since[self._row_dev])
+        age = now_ms - ref
+        dl = np.where(age > cfg.dm_yellow_ms, np.int8(Level.YELLOW),
+                      np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
+        dl[self._dev_offline[self._row_dev]] = 0  # suppressed under an offline gateway (root alarm)
+        rows = np.flatnonzero(dl != st["level"][:n, R_DEAD]).astype(np.int32)
+        if len(rows):
+            self._set(R_DEAD, rows, dl[rows], np.nan, now_ms, out)
+        self._tick_gateways(now_ms, out)
+        # delay-on / delay-off expiry on the held value, valid until the sensor goes stale
+        for name in _LADDERS:
+            on, off = st[f"on_{name}"][:n], st[f"off_{name}"][:n]
+            rows = np.flatnonzero((on != NO_TS).any(axis=1) | (off != NO_TS)).astype(np.int32)
+            if not len(rows):
+                continue
+            last_ts = st["last_ts"][rows].astype(np.int64)
+            t_eff = np.minimum(now_ms, last_ts + cfg.dm_blue_ms[rows])
+            t_eff = np.maximum(t_eff, last_ts)
+            self._ladder(name, rows, st["last_v"][rows].astype(np.float64), t_eff, None, out)
+        # compound: sparks age out of the window
+        comp = np.flatnonzero(st["level"][:n, R_COMP] > 0)
+        if len(comp):
+            self._compound(np.unique(cfg.area[comp]), now_ms, now_ms, out)
+        self._power.tick(self, now_ms, out)
+        return out.build()
+
+    def _tick_gateways(self, now_ms: int, out: _Out) -> None:
+        cfg = self._cfg
+        for d in np.flatnonzero(self._dev_offline[: len(cfg.dev_keys)]):
+            _, since = self._gw[cfg.dev_keys[d]]
+            lvl = Level.YELLOW if now_ms - since > GATEWAY_YELLOW_S * 1000 else Level.BLUE
+            anchor = cfg.dev_anchor[d : d + 1]
+            self._set(R_GW, anchor, np.array([lvl], np.int8), np.nan, now_ms, out)
+
+    def gateway_status(self, enterprise_id: str, device_id: str, online: bool, ts_ms: int) -> Transitions:
+        """Gateway status topic: offline raises one root alarm on the device's first sensor row
+        (rule ``gateway_offline``) and suppresses its sensors' deadman alarms; online clears it
+        and restarts their deadman timers from ``ts_ms``."""
+        key = (enterprise_id, device_id)
+        self._gw[key] = (online, ts_ms)
+        self._rebuild_gateways()
+        out = _Out()
+        cfg = self._cfg
+        try:
+            d = cfg.dev_keys.index(key)
+        except ValueError:
+            return out.build()
+        anchor = cfg.dev_anchor[d : d + 1]
+        self._set(R_GW, anchor, np.array([0 if online else int(Level.BLUE)], np.int8), np.nan, ts_ms, out)
+        if not online:
+            rows = np.flatnonzero(cfg.dev == d).astype(np.int32)
+            self._set(R_DEAD, rows, np.zeros(len(rows), np.int8), np.nan, ts_ms, out)
+        return out.build()
+
+    # -- persistence ---------------------------------------------------------------------
+    def snapshot(self) -> dict[str, np.ndarray[Any, Any]]:
+        """State and running timers as plain arrays (``np.savez``-safe)."""
+        snap: dict[str, np.ndarray[Any, Any]] = dict(self._st.snapshot(self._n, "s."))
+        keys = list(self._gw)
+        snap["gw.enterprise"] = np.array([k[0] for k in keys], dtype=np.str_)
+        snap["gw.device"] = np.array([k[1] for k in keys], dtype=np.str_)
+        snap["gw.online"] = np.array([self._gw[k][0] for k in keys], dtype=bool)
+        snap["gw.since"] = np.array([self._gw[k][1] for k in keys], dtype=np.int64)
+        snap["clock"] = np.array([self._clock], np.int64)
+        snap["rule_names"] = np.array(self.rule_names, dtype=np.str_)
+        snap.update(self._power.snapshot(self._n))
+        if self._anomaly is not None:
+            for k, a in self._anomaly.snapshot().items():
+                snap[f"anomaly.{k}"] = a
+        return snap
+
+    def restore(self, snap: Mapping[str, np.ndarray[Any, Any]]) -> None:
+        """Load a :meth:`snapshot` (taken with the same or fewer sensor rows)."""
+        names = [str(x) for x in snap.get("rule_names", np.array([], np.str_))]
+        if names != self.rule_names[: len(names)]:
+            raise ValueError(f"snapshot rule names {names} are not a prefix of {self.rule_names}")
+        st_snap = {k: v for k, v in snap.items() if k.startswith("s.")}
+        rows = self._st.restore(st_snap, "s.")
+        if rows > self._n:
+            raise ValueError(f"snapshot holds {rows} rows but the registry has {self._n}")
+        self._gw = {
+            (str(e), str(d)): (bool(o), int(s))
+            for e, d, o, s in zip(snap.get("gw.enterprise", []), snap.get("gw.device", []),
+                                  snap.get("gw.online", []), snap.get("gw.since", []), strict=True)
+        }
+        self._rebuild_gateways()
+        self._clock = int(snap.get("clock", np.array([NO_TS]))[0])
+        self._resume_from = self._clock
+        self._power.restore(snap)
+        if self._anomaly is not None:
+            sub = {k[len("anomaly."):]: v for k, v in snap.items() if k.startswith("anomaly.")}
+            if sub:
+                self._anomaly.restore(sub)
+
+
+TickFn = Callable[[int], Transitions]
+
+__all__ = ["AlarmEngine"]

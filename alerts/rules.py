@@ -1,0 +1,161 @@
+"""Rule catalogue: stable rule names and the per-kind defaults from DOMAIN.md "Default rules".
+
+Rules decide grades; the numbers here are compiled once into per-row threshold vectors
+by :mod:`alerts.compile`. Every number carries its unit in the key name or the kind's
+unit (``%LEL``, ``ppm``, ``%VOL``, ``°C``, ``Pa``, ``kW``, ``mA``). Marks in comments
+follow DOMAIN.md: [S] standard, [F] field practice, [P] our proposal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from plantwatch.domain import Level
+
+#: Stable rule names; the index of a name is ``Transitions.rule``. Append only.
+RULE_NAMES: tuple[str, ...] = (
+    "high",             # 0  graded high thresholds (hysteresis, delay-on/off)
+    "low",              # 1  graded low thresholds (oxygen deficiency, water level/flow)
+    "rate",             # 2  rate of rise per minute + predicted time to the next threshold
+    "flatline",         # 3  exactly flat for a long period (covered / wrapped probe)
+    "range",            # 4  outside the kind's physical range (KindSpec.lo/hi)
+    "deadman",          # 5  no data for N x reporting interval (wall-clock, tick())
+    "gateway_offline",  # 6  gateway status topic says offline (root alarm, one per device)
+    "baseline",         # 7  deviation from the commissioning baseline (pressure difference)
+    "compound",         # 8  dust temperature >= orange threshold with a recent spark in the area
+    "area_vote",        # 9  >= N gas detectors of one area at stage 2 (one alarm per area)
+    "suspension",       # 10 power use inconsistent with a suspension order (停产不停电)
+    "overload",         # 11 power against registered capacity / learned load
+    "night",            # 12 night production under a suspension or limitation order
+    "critical_feeder",  # 13 critical feeder at 0 while production runs
+    "anomaly",          # 14 statistical early-warning score (alerts.anomaly), blue
+)
+RULE: dict[str, int] = {name: i for i, name in enumerate(RULE_NAMES)}
+
+#: Level order of the four columns in every threshold vector: blue, yellow, orange, red.
+LEVEL_COLUMNS: tuple[Level, ...] = (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)
+LEVEL_NAMES: tuple[str, ...] = tuple(lv.label for lv in LEVEL_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """Graded thresholds for one rule, in the kind's unit (None = level not used).
+
+    ``delay_s`` maps a level name to its delay-on (condition held that long, seconds).
+    ``deadband`` is an absolute hysteresis band (unit of the kind); when None the band is
+    ``hysteresis`` x |threshold| (default 10 %: clear only below 90 % of the threshold).
+    """
+
+    blue: float | None = None
+    yellow: float | None = None
+    orange: float | None = None
+    red: float | None = None
+    delay_s: dict[str, float] = field(default_factory=dict)
+    delay_off_s: float = 0.0
+    deadband: float | None = None
+    hysteresis: float = 0.10
+
+    def values(self) -> tuple[float | None, ...]:
+        return (self.blue, self.yellow, self.orange, self.red)
+
+
+@dataclass(frozen=True, slots=True)
+class KindRules:
+    """Default rules of one sensor kind (DOMAIN.md "Default rules")."""
+
+    high: Ladder | None = None
+    low: Ladder | None = None
+    #: red = the orange (stage-2) threshold held this long, seconds (None = no such red).
+    red_held_s: float | None = None
+    #: rate rule: blue when value >= floor and rising >= min_per_min (unit/min);
+    #: yellow when the predicted time to the next high threshold <= eta_s.
+    rate_floor: float | None = None
+    rate_min_per_min: float = 1.0
+    rate_eta_s: float = 0.0
+    #: flatline: exactly the same value for this long -> orange (0 = off).
+    flatline_s: float = 0.0
+    #: level when a reading is above hi / below lo of the physical range.
+    range_hi_level: Level = Level.YELLOW
+    range_lo_level: Level = Level.YELLOW
+    #: baseline rule (pressure difference): |value/baseline - 1| in % of baseline.
+    baseline: Ladder | None = None
+    #: params that compile into the low ladder: low_limit -> yellow, orange after 2 min.
+    uses_low_limit: bool = False
+    #: this kind takes part in area voting (gas detectors at stage 2).
+    votes: bool = False
+    #: dust temperature: compound red with a recent spark in the same area.
+    compound_temperature: bool = False
+    spark_source: bool = False
+
+
+DAY_S = 86400.0
+_GAS_FLAT = DAY_S  # [P] flat or exactly 0 for > 24 h -> orange (covered probe)
+
+#: Default OEL (ppm) per gas for gas.toxic when params.oel_ppm is absent (GBZ 2.1, recalled,
+#: converted at 20 °C; DOMAIN.md asks to verify before relying). Unknown gas -> 10 ppm.
+OEL_PPM: dict[str, float] = {"h2s": 7.0, "co": 17.0, "nh3": 28.0, "cl2": 0.3}
+DEFAULT_OEL_PPM = 10.0
+
+KIND_RULES: dict[str, KindRules] = {
+    # yellow 25 %LEL [S stage-1 max], orange 50 [S stage-2 max], red = stage 2 held 60 s [P];
+    # blue = >= 10 and rising [P]; over range -> red [P].
+    "gas.combustible": KindRules(
+        high=Ladder(yellow=25.0, orange=50.0), red_held_s=60.0,
+        rate_floor=10.0, rate_min_per_min=1.0, rate_eta_s=120.0,
+        flatline_s=_GAS_FLAT, range_hi_level=Level.RED, votes=True),
+    # thresholds in %OEL are converted to ppm with params.oel_ppm: 50/100/200 %OEL, red = held.
+    "gas.toxic": KindRules(
+        high=Ladder(blue=50.0, yellow=100.0, orange=200.0), red_held_s=60.0,
+        flatline_s=_GAS_FLAT, range_hi_level=Level.RED, votes=True),
+    # drift ±0.5 from 20.9 [P] blue; <19.5 / >23.5 yellow [F]; <18 orange; <16 / >25 red [P].
+    "gas.oxygen": KindRules(
+        high=Ladder(blue=21.4, yellow=23.5, red=25.0, deadband=0.2),
+        low=Ladder(blue=20.4, yellow=19.5, orange=18.0, red=16.0, deadband=0.2),
+        flatline_s=_GAS_FLAT, range_hi_level=Level.RED),
+    # hydrogen [P]: 10 / 25 / 50 %LEL, red = 50 held 60 s.
+    "gas.hydrogen": KindRules(
+        high=Ladder(blue=10.0, yellow=25.0, orange=50.0), red_held_s=60.0,
+        rate_floor=10.0, rate_min_per_min=1.0, rate_eta_s=120.0,
+        flatline_s=_GAS_FLAT, range_hi_level=Level.RED, votes=True),
+    # yellow 60 °C [P]; orange 70 °C [S AQ 4273-2016 5.1.4]; red = 70 with a spark (compound).
+    "dust.hopper_temperature": KindRules(
+        high=Ladder(yellow=60.0, orange=70.0, deadband=3.0), flatline_s=DAY_S,
+        compound_temperature=True),
+    "dust.inlet_temperature": KindRules(
+        high=Ladder(yellow=60.0, orange=70.0, deadband=3.0), flatline_s=DAY_S,
+        compound_temperature=True),
+    # ±10 % blue [P], ±20 % for 5 min yellow [S AQ 4273: 20 %], ±40 % or ≈0 orange [P].
+    "dust.pressure_diff": KindRules(
+        baseline=Ladder(blue=10.0, yellow=20.0, orange=40.0, delay_s={"yellow": 300.0}, deadband=2.0),
+        flatline_s=DAY_S),
+    "dust.air_velocity": KindRules(flatline_s=DAY_S, uses_low_limit=True),
+    # 1 spark yellow, >= 3 per interval orange [P].
+    "dust.spark": KindRules(high=Ladder(yellow=1.0, orange=3.0, deadband=0.5), spark_source=True),
+    # valve fault (1) -> orange; fault held > 10 min -> red [P].
+    "dust.rotary_valve": KindRules(high=Ladder(orange=0.5, red=0.5, delay_s={"red": 600.0}, deadband=0.0)),
+    "dust.isolation_valve": KindRules(high=Ladder(orange=0.5, red=0.5, delay_s={"red": 600.0}, deadband=0.0)),
+    # below params.low_limit: yellow [S mandatory points], held > 2 min orange [P].
+    "dust.water_level": KindRules(flatline_s=DAY_S, uses_low_limit=True),
+    "dust.water_flow": KindRules(flatline_s=DAY_S, uses_low_limit=True),
+    # power analytics (overload, suspension, night, critical feeder) live in alerts.power.
+    "power.active_power": KindRules(),
+    "power.feeder_current": KindRules(),
+    # 200 mA blue [P], 300 mA yellow [S GB 50116], 500 mA orange [P].
+    "power.residual_current": KindRules(high=Ladder(blue=200.0, yellow=300.0, orange=500.0)),
+}
+
+#: Delay before the low-limit orange (dust.water_level / flow), seconds [P].
+LOW_LIMIT_ORANGE_S = 120.0
+#: Deadman: blue after this many reporting intervals [P] ...
+DEADMAN_INTERVALS = 3.0
+#: ... yellow after this long without data (or the blue time if later), seconds [P].
+DEADMAN_YELLOW_S = 1800.0
+#: Gateway offline: blue at once (the MQTT last will already waited 1.5 keepalives),
+#: yellow after DEADMAN_YELLOW_S, mirroring the deadman ladder it replaces.
+GATEWAY_YELLOW_S = DEADMAN_YELLOW_S
+#: Area voting: this many detectors of one area at stage 2 (orange) -> red [P].
+AREA_VOTE_N = 2
+#: Compound dust: a spark counts as "recent" for this long, seconds [P].
+SPARK_WINDOW_S = 60.0
+#: Anomaly score at or above which the anomaly rule raises blue (early warning) [P].
+ANOMALY_BLUE = 0.99
