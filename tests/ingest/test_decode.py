@@ -111,7 +111,8 @@ def test_batch_inherits_envelope_ts_and_marks_sources() -> None:
     out, b = decode(j({"ts": NOW - 1000, "readings": [
         {"sensor": "GT-101", "value": 18.5},
         {"sensor": "TT-201", "value": 61.2, "ts": NOW - 2000}]}))
-    assert out.accepted == 2 and not out.rejections
+    assert out.accepted == 2
+    assert not out.rejections
     assert b.sensor_id.tolist() == ["GT-101", "TT-201"]
     assert b.ts_ms.tolist() == [NOW - 1000, NOW - 2000]
     assert b.ts_source.tolist() == [TsSource.BATCH, TsSource.READING]
@@ -157,7 +158,9 @@ def test_bad_envelope_ts_rejects_only_readings_that_inherit_it() -> None:
 def test_gateway_status(payload: bytes, online: bool) -> None:
     out, b = decode(payload, S)
     assert out.status == GatewayStatus("e1", "gw1", online, NOW)
-    assert out.accepted == 0 and not out.rejections and len(b) == 0
+    assert out.accepted == 0
+    assert not out.rejections
+    assert len(b) == 0
 
 
 @pytest.mark.parametrize(("raw", "ms"), [
@@ -182,8 +185,10 @@ def _check_invariants(topic: str, payload: bytes) -> None:
     assert out.accepted == len(batch)
     assert all(r.count >= 1 and isinstance(r.reason, Reason) for r in out.rejections)
     if len(batch):
-        assert (batch.value == batch.value).all() and abs(batch.value).max() < float("inf")
-        assert (batch.ts_ms <= NOW + 300_000).all() and (batch.ts_ms >= NOW - 86_400_000).all()
+        assert (batch.value == batch.value).all()
+        assert abs(batch.value).max() < float("inf")
+        assert (batch.ts_ms <= NOW + 300_000).all()
+        assert (batch.ts_ms >= NOW - 86_400_000).all()
         assert all(isinstance(s, str) and s for s in batch.sensor_id.tolist())
 
 

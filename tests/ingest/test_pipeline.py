@@ -34,7 +34,7 @@ def msg(obj: object, topic: str = T, received: int = NOW) -> tuple[str, bytes, i
 
 
 def test_rows_from_registry_and_unregistered_still_stored(registry: Registry) -> None:
-    p, store, sink, m, _ = make(registry)
+    p, store, _sink, m, _ = make(registry)
     p.process([
         msg({"sensor": "GT-101", "value": 18.5, "ts": NOW - 1}),
         msg({"readings": [{"sensor": "TT-201", "value": 61.2}, {"sensor": "XX-999", "value": 3.0}]}),
@@ -140,5 +140,6 @@ def test_sink_failure_does_not_stop_ingest(registry: Registry) -> None:
 def test_process_of_nothing_is_harmless(registry: Registry) -> None:
     p, store, sink, m, _ = make(registry)
     p.process([])
-    assert store.batches == [] and sink.readings == []
+    assert store.batches == []
+    assert sink.readings == []
     assert metric(m, "plantwatch_ingest_messages_total") == 0
