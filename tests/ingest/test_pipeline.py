@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import orjson
 import pytest
@@ -24,7 +25,7 @@ def metric(m: Metrics, name: str, **labels: str) -> float:
     return 0.0 if v is None else v
 
 
-def make(registry: Registry, **kw: object) -> tuple[Pipeline, RecordingStore, RecordingSink, Metrics, FakeClock]:
+def make(registry: Registry, **kw: Any) -> tuple[Pipeline, RecordingStore, RecordingSink, Metrics, FakeClock]:
     store, sink, metrics, clock = RecordingStore(), RecordingSink(), Metrics(), FakeClock(NOW + 7)
     return Pipeline(Settings(**kw), registry, store, sink, metrics, clock), store, sink, metrics, clock
 
