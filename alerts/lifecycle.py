@@ -10,7 +10,7 @@ mutations never alter what was already handed out. The rules are documented in
 Bookkeeping that has no column on :class:`Alarm` lives in ``Alarm.extra`` (JSON
 scalars, so a store that persists ``extra`` restores running timers exactly):
 
-``row``              sensor row the alarm was raised for (informational)
+``row``, ``rule_index``  sensor row and engine rule index of the last transition (informational)
 ``cond_level``       level the engine currently reports (0 = condition ended)
 ``floor``            level forced by overdue escalation; the shown level never drops below it
 ``latched``          red alarm whose condition ended, held active until acknowledged
@@ -197,6 +197,7 @@ class AlarmBook:
         if level is Level.NONE:
             return [] if cond is Level.NONE else [self._condition_ended(a, value, ts)]
         a.extra["row"] = row
+        a.extra["rule_index"] = rule
         if cond is Level.NONE:
             return self._reactivate(a, rule, level, value, ts, now)
         if level == cond:
@@ -249,7 +250,7 @@ class AlarmBook:
             kind=sensor.kind if sensor is not None else "",
             rule=key[2], level=level, status=AlarmStatus.ACTIVE, value=value,
             raised_at=ts, updated_at=ts, peak_level=level,
-            extra={"row": row, "cond_level": int(level), "floor": 0, "latched": False,
+            extra={"row": row, "rule_index": rule, "cond_level": int(level), "floor": 0, "latched": False,
                    "latch_armed": False, "ack_due_ms": self._ack_due(level, now), "feedback_due_ms": None},
         )
         self._next_id += 1
@@ -262,7 +263,8 @@ class AlarmBook:
     def _move(self, a: Alarm, rule: int, cond: Level, value: float, ts: int, now: int) -> list[Change]:
         old = a.level
         a.extra["cond_level"] = int(cond)
-        a.value = value
+        if math.isfinite(value):
+            a.value = value
         a.updated_at = max(a.updated_at, ts)
         new = max(cond, Level(int(a.extra.get("floor", 0))))
         if new == old:
@@ -282,7 +284,8 @@ class AlarmBook:
 
     def _condition_ended(self, a: Alarm, value: float, ts: int) -> Change:
         a.extra["cond_level"] = 0
-        a.value = value
+        if math.isfinite(value):
+            a.value = value
         a.updated_at = max(a.updated_at, ts)
         if self.deadlines.latch_red and a.status is AlarmStatus.ACTIVE and a.extra.get("latch_armed"):
             a.extra["latched"] = True
@@ -302,7 +305,8 @@ class AlarmBook:
         a.extra["cond_level"] = int(cond)
         a.extra["latched"] = False
         a.extra.pop("ended_at", None)
-        a.value = value
+        if math.isfinite(value):
+            a.value = value
         a.updated_at = max(a.updated_at, ts)
         new = max(cond, Level(int(a.extra.get("floor", 0))))
         if latched:  # still active and unacknowledged; its ack deadline keeps running
@@ -498,7 +502,8 @@ class AlarmBook:
             a.extra["ack_due_ms"] = self._ack_due(new, due)
         a.updated_at = max(a.updated_at, due)
         if new != old:
-            a.message = self._message(a, -1, Level.NONE, a.value)
+            cond = Level(int(a.extra.get("cond_level", 0)))
+            a.message = self._message(a, int(a.extra.get("rule_index", -1)), cond, a.value)
         return self._emit(a, "overdue", new, old, due,
                           comment=f"not acknowledged within {_minutes(waited)}; "
                                   f"escalated to {_tier_name(a.tier)}")
@@ -547,7 +552,8 @@ class AlarmBook:
     def _emit(a: Alarm, typ: str, level: Level, prev: Level, ts: int, *, value: float | None = None,
               by: str | None = None, comment: str | None = None) -> Change:
         ev = AlarmEvent(alarm_id=a.id, ts_ms=int(ts), type=typ, level=level, prev_level=prev,
-                        status=a.status, value=value, by=by, comment=comment)
+                        status=a.status, value=value if value is not None and math.isfinite(value) else None,
+                        by=by, comment=comment)
         return (_snap(a), ev)
 
 

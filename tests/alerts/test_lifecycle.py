@@ -512,3 +512,11 @@ def test_deadlines_are_validated() -> None:
         Deadlines(max_tier=-1)
     with pytest.raises(ValueError, match="not an alarm level"):
         Deadlines(feedback_ms={Level.NONE: 5})
+
+
+def test_non_finite_value_keeps_the_last_reading_and_events_carry_none(book: AlarmBook) -> None:
+    go(book, YEL, T0, 30.0)
+    a, ev = go(book, ORA, T0 + 1, float("nan"))[0]
+    assert a.value == 30.0
+    assert ev.value is None
+    assert "no data" in a.message
