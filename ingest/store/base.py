@@ -76,6 +76,14 @@ class StoreUnavailable(StoreError):
         self.retry_after_s = retry_after_s
 
 
+class StoreRejected(StoreError):
+    """The backend refused the data itself (HTTP 400/413/422): retrying the same bytes cannot help."""
+
+    def __init__(self, store: str, op: str, message: str, *, status: int) -> None:
+        super().__init__(store, op, message)
+        self.status = status
+
+
 class BufferFull(StoreError):
     """The durable outage buffer cannot take the batch: nothing was stored; do not ack."""
 
@@ -169,6 +177,7 @@ __all__ = [
     "ReadingRow",
     "ReadingStore",
     "StoreError",
+    "StoreRejected",
     "StoreUnavailable",
     "UnregisteredSensor",
 ]
