@@ -169,6 +169,13 @@ class AlarmBook:
         """Snapshots of every non-closed alarm, by id."""
         return [_snap(self._alarms[i]) for i in sorted(self._alarms)]
 
+    def open_counts(self) -> dict[Level, int]:
+        """Number of non-closed alarms per current level (cheap: no snapshots)."""
+        counts = dict.fromkeys((Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED), 0)
+        for a in self._alarms.values():
+            counts[a.level] = counts.get(a.level, 0) + 1
+        return counts
+
     def __len__(self) -> int:
         return len(self._alarms)
 
@@ -178,7 +185,8 @@ class AlarmBook:
         out: list[Change] = []
         for row, rule, lvl, val, ts in zip(tr.row.tolist(), tr.rule.tolist(), tr.level.tolist(),
                                            tr.value.tolist(), tr.ts_ms.tolist(), strict=True):
-            out.extend(self._apply_one(int(row), int(rule), Level(int(lvl)), float(val), int(ts), now_ms))
+            level = Level(min(max(int(lvl), 0), int(Level.RED)))  # never lose a batch to a bad level
+            out.extend(self._apply_one(int(row), int(rule), level, float(val), int(ts), now_ms))
         return out
 
     def _apply_one(self, row: int, rule: int, level: Level, value: float, ts: int, now: int) -> list[Change]:

@@ -520,3 +520,12 @@ def test_non_finite_value_keeps_the_last_reading_and_events_carry_none(book: Ala
     assert a.value == 30.0
     assert ev.value is None
     assert "no data" in a.message
+
+
+def test_out_of_range_level_is_clamped_not_fatal_for_the_batch(book: AlarmBook) -> None:
+    ch = book.apply(tr((0, 0, YEL, 30.0, T0), (1, 0, Level.RED, 90.0, T0)), T0)
+    bad = tr((2, 0, YEL, 1.0, T0))
+    bad.level[0] = 9
+    ch += book.apply(bad, T0)
+    assert [c[0].level for c in ch] == [YEL, RED, RED]
+    assert book.open_counts() == {BLU: 0, YEL: 1, ORA: 0, RED: 2}
