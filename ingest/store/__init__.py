@@ -1,7 +1,14 @@
-"""Storage backends for readings and alarms (see docs/storage.md)."""
+"""Storage backends for readings and alarms (see docs/storage.md).
+
+``open_stores(settings, registry)`` is the only entry point the service needs: readings
+go to SQLite or to InfluxDB (with the durable outage spool), alarms always to SQLite.
+"""
 
 from __future__ import annotations
 
+import logging
+
+from alerts.model import Alarm, AlarmEvent, Change
 from ingest.store.base import (
     AggRow,
     AlarmStore,
@@ -9,17 +16,85 @@ from ingest.store.base import (
     ReadingRow,
     ReadingStore,
     StoreError,
+    StoreRejected,
     StoreUnavailable,
     UnregisteredSensor,
 )
+from ingest.store.influx import InfluxReadingStore, open_influx
 from ingest.store.sqlite import SQLiteAlarmStore, SQLiteReadingStore, open_sqlite
+from plantwatch.domain import AlarmStatus, Level
+from plantwatch.metrics import Metrics
 from plantwatch.registry import Registry
 from plantwatch.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def open_stores(settings: Settings, registry: Registry | None = None) -> tuple[ReadingStore, AlarmStore]:
-    """The reading store chosen by ``settings.store`` and the (always SQLite) alarm store."""
-    readings, alarms = open_sqlite(settings.data_dir)
+DEFAULT_BUFFER_MAX_BYTES = 1 << 30
+
+
+class MirroredAlarmStore:
+    """SQLite alarm store that also appends every saved event to InfluxDB (``alarm_event``).
+
+    SQLite is the record; the InfluxDB copy is for dashboards. It goes through the same
+    write-or-spool path as readings; if even the spool refuses, the copy is dropped with a
+    log line (the alarm itself is already committed in SQLite).
+    """
+
+    def __init__(self, alarms: SQLiteAlarmStore, influx: InfluxReadingStore) -> None:
+        self._alarms = alarms
+        self._influx = influx
+
+    def save_changes(self, changes: list[Change]) -> None:
+        self._alarms.save_changes(changes)
+        try:
+            self._influx.write_alarm_events(changes)
+        except StoreError as exc:
+            log.error("alarm events not copied to InfluxDB: %s", exc)
+
+    def list_alarms(self, enterprise_id: str | None = None, status: AlarmStatus | None = None,
+                    level: Level | None = None, limit: int = 1000, offset: int = 0) -> list[Alarm]:
+        return self._alarms.list_alarms(enterprise_id, status, level, limit, offset)
+
+    def get_alarm(self, alarm_id: int) -> Alarm | None:
+        return self._alarms.get_alarm(alarm_id)
+
+    def alarm_events(self, alarm_id: int) -> list[AlarmEvent]:
+        return self._alarms.alarm_events(alarm_id)
+
+    def load_open_alarms(self) -> list[Alarm]:
+        return self._alarms.load_open_alarms()
+
+    def max_alarm_id(self) -> int:
+        return self._alarms.max_alarm_id()
+
+    def save_snapshot(self, name: str, data: bytes) -> None:
+        self._alarms.save_snapshot(name, data)
+
+    def load_snapshot(self, name: str) -> bytes | None:
+        return self._alarms.load_snapshot(name)
+
+    def close(self) -> None:
+        self._alarms.close()
+
+
+def open_stores(settings: Settings, registry: Registry | None = None, *,
+                metrics: Metrics | None = None) -> tuple[ReadingStore, AlarmStore]:
+    """The reading store chosen by ``settings.store`` and the alarm store (SQLite), under ``settings.data_dir``.
+
+    With ``store == "influx"``: ``settings.influx_url/token/org/bucket``; the spool bound is
+    ``settings.buffer_max_bytes`` when that setting exists (else 1 GiB). ``registry`` gives
+    the kind/area tags; ``metrics`` (optional) receives buffer bytes, written readings and
+    store errors.
+    """
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.store == "influx":
+        alarms = SQLiteAlarmStore(data_dir / "alarms.sqlite3")
+        max_bytes = int(getattr(settings, "buffer_max_bytes", DEFAULT_BUFFER_MAX_BYTES))
+        influx = open_influx(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket,
+                             data_dir, registry=registry, buffer_max_bytes=max_bytes, metrics=metrics)
+        return influx, MirroredAlarmStore(alarms, influx)
+    readings, alarms = open_sqlite(data_dir)
     return readings, alarms
 
 
@@ -27,11 +102,14 @@ __all__ = [
     "AggRow",
     "AlarmStore",
     "BufferFull",
+    "InfluxReadingStore",
+    "MirroredAlarmStore",
     "ReadingRow",
     "ReadingStore",
     "SQLiteAlarmStore",
     "SQLiteReadingStore",
     "StoreError",
+    "StoreRejected",
     "StoreUnavailable",
     "UnregisteredSensor",
     "open_sqlite",

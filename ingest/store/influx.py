@@ -376,7 +376,8 @@ class InfluxReadingStore:
     def __init__(self, sink: LineSink, spool: Spool, *, bucket: str = "", query: FluxRunner | None = None,
                  builder: LineBuilder | None = None, unregistered: SQLiteReadingStore | None = None,
                  backoff: Backoff = Backoff(), background: bool = True, metrics: Metrics | None = None,
-                 gzip_level: int = 1, idle_poll_s: float = 1.0) -> None:
+                 gzip_level: int = 1, idle_poll_s: float = 1.0,
+                 wait: Callable[[float], object] | None = None) -> None:
         self._sink = sink
         self._spool = spool
         self._bucket = bucket
@@ -387,6 +388,7 @@ class InfluxReadingStore:
         self._metrics = metrics
         self._gzip_level = gzip_level
         self._idle_poll_s = idle_poll_s
+        self._wait = wait  # backoff sleep (default: interruptible by close()); injectable for tests
         self._write_lock = threading.Lock()
         self._drain_lock = threading.Lock()
         self._cond = threading.Condition()
@@ -497,7 +499,7 @@ class InfluxReadingStore:
             delay = self._backoff.delay(attempt, retry_after, random.random())
             attempt += 1
             log.info("influx unavailable; %d spooled bytes; retry %d in %.2f s", self._spool.bytes, attempt, delay)
-            self._stop.wait(delay)
+            (self._wait or self._stop.wait)(delay)
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until the spool is empty (drainer thread running); False on timeout."""
