@@ -535,9 +535,11 @@ class AlarmBook:
         bookkeeping get deadlines derived from ``raised_at`` / ``acked_at``.
         """
         for src in alarms:
-            if src.status is AlarmStatus.CLOSED:
-                continue
             a = _snap(src)
+            a.status = AlarmStatus(a.status)  # tolerate raw values from a store
+            a.level, a.peak_level = Level(int(a.level)), Level(int(a.peak_level))
+            if a.status is AlarmStatus.CLOSED:
+                continue
             ex: dict[str, Any] = a.extra
             present = a.status in (AlarmStatus.ACTIVE, AlarmStatus.ACKNOWLEDGED)
             ex.setdefault("latched", False)

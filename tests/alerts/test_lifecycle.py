@@ -529,3 +529,14 @@ def test_out_of_range_level_is_clamped_not_fatal_for_the_batch(book: AlarmBook) 
     ch += book.apply(bad, T0)
     assert [c[0].level for c in ch] == [YEL, RED, RED]
     assert book.open_counts() == {BLU: 0, YEL: 1, ORA: 0, RED: 2}
+
+
+def test_load_tolerates_raw_level_and_status_values() -> None:
+    raw = Alarm(id=3, enterprise_id="E1", sensor_id="GT-101", device_id="", area="", kind="gas.combustible",
+                rule="high", level=4, status="active", value=80.0,  # type: ignore[arg-type]
+                raised_at=T0, updated_at=T0, peak_level=4)  # type: ignore[arg-type]
+    book = AlarmBook(sensor_of, RULES)
+    book.load([raw])
+    (a,) = book.open_alarms()
+    assert (a.level, a.status) == (RED, AlarmStatus.ACTIVE)
+    assert only(go(book, NON, T0 + 1)).extra["latched"] is True
