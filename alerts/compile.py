@@ -34,8 +34,10 @@ I32 = npt.NDArray[np.int32]
 I8 = npt.NDArray[np.int8]
 B = npt.NDArray[np.bool_]
 
-#: Overload against registered capacity, % of capacity [P]: >110 yellow, >125 for 1 h orange.
-OVERLOAD = Ladder(yellow=110.0, orange=125.0, delay_s={"orange": 3600.0}, deadband=5.0)
+#: Overload against registered capacity, % of capacity [P]: >110 yellow, >125 for 1 h orange;
+#: compiled in kW (x = value) with a deadband of 5 % of capacity. The blue column is set at
+#: run time from the learned hour-of-week profile (P95, alerts.power).
+OVERLOAD_PCT = Ladder(yellow=110.0, orange=125.0, delay_s={"orange": 3600.0}, deadband=5.0)
 
 
 class ConfigError(ValueError):
@@ -105,6 +107,10 @@ class Compiled:
     area_anchor: I32         # first voting row of each area (area_vote attaches here), -1 none
     ent_status: list[str]    # production status per enterprise index
     ent_capacity: F64
+    #: quiet band: a reading with q_lo < value < q_hi on a row with no level and no timer
+    #: cannot change any level, so it takes the fast path (state update only).
+    q_lo: F64
+    q_hi: F64
 
 
 def _num(where: str, v: Any, *, positive: bool = False, allow_zero: bool = True) -> float:
@@ -167,6 +173,7 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
         ent=np.full(n, -1, np.int32), dev=np.full(n, -1, np.int32), area=np.full(n, -1, np.int32),
         ent_ids=[], dev_keys=[], area_keys=[], dev_anchor=np.zeros(0, np.int32),
         area_anchor=np.zeros(0, np.int32), ent_status=[], ent_capacity=np.zeros(0),
+        q_lo=np.zeros(n), q_hi=np.zeros(n),
     )
     ent_index: dict[str, int] = {}
     for eid, ent in enterprises.items():
@@ -200,7 +207,35 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
                 area_anchor[a] = i
     c.dev_anchor = np.array(dev_anchor, dtype=np.int32)
     c.area_anchor = np.array(area_anchor, dtype=np.int32)
+    _quiet_band(c)
     return c
+
+
+#: Feeder current at or below this is "at 0" for the critical-feeder rule, A.
+FEEDER_ZERO_A = 0.5
+
+
+def _first(thr: F64) -> F64:
+    """Smallest threshold per row ignoring NaN (inf when the rule is off)."""
+    m = np.fmin.reduce(thr, axis=1) if thr.shape[0] else np.zeros(0)
+    return np.where(np.isnan(m), np.inf, m)
+
+
+def _quiet_band(c: Compiled) -> None:
+    """Open interval (q_lo, q_hi) of values that can raise nothing on a quiet row."""
+    shrink = 1.0 - 1e-9
+    hi = np.minimum(_first(c.high.thr), np.nextafter(c.range_hi, np.inf))
+    hi = np.minimum(hi, np.where(np.isnan(c.rate_floor), np.inf, c.rate_floor))
+    lo = np.maximum(-_first(c.low.thr), np.nextafter(c.range_lo, -np.inf))
+    bp = _first(c.baseline_ladder.thr) / 100.0
+    has_b = np.isfinite(bp) & ~np.isnan(c.baseline)
+    hi = np.where(has_b, np.minimum(hi, c.baseline * (1.0 + bp) * shrink), hi)
+    lo = np.where(has_b, np.maximum(lo, c.baseline * (1.0 - bp) / shrink), lo)
+    hi = np.minimum(hi, _first(c.overload.thr))
+    hi = np.where(c.spark, np.minimum(hi, np.nextafter(0.0, 1.0)), hi)   # any spark: slow path
+    lo = np.where(c.critical, np.maximum(lo, FEEDER_ZERO_A), lo)          # feeder at 0: slow path
+    hi = np.where(c.main_meter, -np.inf, hi)                              # power analytics: always
+    c.q_lo, c.q_hi = lo, hi
 
 
 def _compile_row(c: Compiled, i: int, s: Sensor, enterprises: Mapping[str, Enterprise]) -> None:
@@ -293,8 +328,11 @@ def _compile_row(c: Compiled, i: int, s: Sensor, enterprises: Mapping[str, Enter
             cap = ent.capacity_kw if ent is not None else None
         if cap is not None:
             c.capacity_kw[i] = _num(f"{where} params.capacity", cap, positive=True, allow_zero=False)
-            _fill(c.overload, i, f"{where} params.capacity", _ladder_values(OVERLOAD), dict(OVERLOAD.delay_s),
-                  OVERLOAD.delay_off_s, OVERLOAD.deadband, OVERLOAD.hysteresis, negate=False)
+            capf = float(c.capacity_kw[i])
+            ov = OVERLOAD_PCT
+            _fill(c.overload, i, f"{where} params.capacity",
+                  [None if x is None else x / 100.0 * capf for x in _ladder_values(ov)], dict(ov.delay_s),
+                  ov.delay_off_s, (ov.deadband or 0.0) / 100.0 * capf, ov.hysteresis, negate=False)
     if "critical" in p:
         if not isinstance(p["critical"], bool):
             raise ConfigError(f"{where} params.critical", f"expected true or false, got {p['critical']!r}")

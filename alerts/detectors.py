@@ -79,11 +79,12 @@ def ladder_step(
 def rate_per_min(ring_v: F64, ring_t: I64, count: I64, rows: I32, v: F64, ts: I64) -> F64:
     """Rate of change (unit/min) between ``v`` at ``ts`` and the oldest sample in the ring.
 
-    Call before writing the reading into the ring. 0 where there is no older sample.
+    Call after the reading was written (the ring spans the last ``w`` readings). 0 where
+    there is no older sample.
     """
     w = ring_v.shape[1]
     cnt = count[rows]
-    oldest = np.where(cnt >= w, cnt % w, 0)
+    oldest = np.where(cnt > w, cnt % w, 0)
     v0 = ring_v[rows, oldest]
     t0 = ring_t[rows, oldest]
     dt = ts - t0
@@ -95,7 +96,7 @@ def ring_write(ring_v: F64, ring_t: I64, count: I64, rows: I32, v: F64, ts: I64)
     """Append one reading per row to the ring buffers (write by index, no allocation)."""
     w = ring_v.shape[1]
     cnt = count[rows]
-    pos = cnt % w
-    ring_v[rows, pos] = v
-    ring_t[rows, pos] = ts
+    flat = rows * w + cnt % w  # flat index: faster than 2-D fancy indexing
+    ring_v.reshape(-1)[flat] = v
+    ring_t.reshape(-1)[flat] = ts
     count[rows] = cnt + 1

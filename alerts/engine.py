@@ -27,6 +27,7 @@ from alerts.compile import Compiled, LadderArrays, compile_config
 from alerts.power import PowerAnalytics
 from alerts.rules import (
     ANOMALY_BLUE,
+    ANOMALY_HOLD_S,
     AREA_VOTE_N,
     GATEWAY_YELLOW_S,
     RULE,
@@ -103,8 +104,9 @@ class AlarmEngine:
             Column("last_ts", np.int64, NO_TS), Column("last_v", np.float64, np.nan),
             Column("seen_ms", np.int64, NO_TS), Column("flat_since", np.int64, NO_TS),
             Column("ring_v", np.float64, np.nan, (window,)), Column("ring_t", np.int64, 0, (window,)),
-            Column("count", np.int64, 0), Column("rate", np.float64, 0.0),
-            Column("spark_ms", np.int64, NO_TS), Column("level", np.int8, 0, (NR,)),
+            Column("count", np.int64, 0), Column("busy", np.bool_, False),
+            Column("spark_ms", np.int64, NO_TS), Column("anomaly_ms", np.int64, NO_TS),
+            Column("level", np.int8, 0, (NR,)),
         ]
         for name in _LADDERS:
             cols += [Column(f"on_{name}", np.int64, NO_TS, (4,)), Column(f"off_{name}", np.int64, NO_TS)]
@@ -115,6 +117,9 @@ class AlarmEngine:
         self._cfg: Compiled = compile_config([], {})
         self._n = 0
         self._power = PowerAnalytics()
+        self._mark = np.zeros(0, np.intp)       # scratch for the duplicate-row check
+        self._idx = np.arange(1024, dtype=np.intp)
+        self._dirty: list[I32] = []             # rows whose busy flag must be recomputed
         self._anomaly: Any = None
         self._anomaly_on = anomaly
         self.sync(sensors, enterprises)
@@ -126,6 +131,8 @@ class AlarmEngine:
             raise ValueError(f"registry shrank from {self._n} to {len(sensors)} rows; rows never go away")
         cfg = compile_config(sensors, enterprises)
         self._st.grow(cfg.n)
+        if len(self._mark) < self._st.cap:
+            self._mark = np.zeros(self._st.cap, np.intp)
         self._cfg = cfg
         self._n = cfg.n
         self._rebuild_gateways()
@@ -171,48 +178,73 @@ class AlarmEngine:
     def rate_eta(self, rows: I32) -> tuple[F64, F64]:
         """Latest rate of change (unit/min) and predicted seconds to the next high threshold."""
         rows = np.asarray(rows, np.int32)
-        rate = self._st["rate"][rows].astype(np.float64)
-        v = self._st["last_v"][rows].astype(np.float64)
+        st = self._st
+        v = st["last_v"][rows].astype(np.float64)
+        rate = det.rate_per_min(st["ring_v"], st["ring_t"], st["count"], rows, v,
+                                st["last_ts"][rows].astype(np.int64))
         eta = self._eta_ms(rows, v, rate) / 1000.0
         return rate, eta
 
     # -- hot path ------------------------------------------------------------------------
     def evaluate(self, row: I32, ts_ms: I64, value: F64, now_ms: int) -> Transitions:
-        """Evaluate one batch of readings (any order, repeated rows allowed; row -1 ignored)."""
+        """Evaluate one batch of readings (any order, repeated rows allowed; row -1 ignored).
+
+        Inputs are never modified. Rows outside the registry are ignored.
+        """
         self._on_clock(now_ms)
-        row_a = np.asarray(row)
-        ok = (row_a >= 0) & (row_a < self._n)
-        if ok.all():
-            order = np.lexsort((ts_ms, row_a))
-        else:
-            sel = np.flatnonzero(ok)
-            order = sel[np.lexsort((np.asarray(ts_ms)[sel], row_a[sel]))]
-        n = len(order)
         out = _Out()
+        r = np.asarray(row)
+        t = np.asarray(ts_ms, np.int64)
+        v = np.asarray(value, np.float64)
+        n = len(r)
         if n == 0:
             return out.build()
-        r = row_a[order].astype(np.int32, copy=False)
-        t = np.asarray(ts_ms, np.int64)[order]
-        v = np.asarray(value, np.float64)[order]
-        first = np.empty(n, bool)
-        first[0] = True
-        np.not_equal(r[1:], r[:-1], out=first[1:])
-        if first.all():
+        if r.min() < 0 or r.max() >= self._n:
+            ok = np.flatnonzero((r >= 0) & (r < self._n))
+            r, t, v = r[ok], t[ok], v[ok]
+            n = len(r)
+            if n == 0:
+                return out.build()
+        r = r.astype(np.intp, copy=False)  # intp: no index casts
+        # unique rows? (scatter positions, read back: a duplicate loses its slot)
+        idx = self._arange(n)
+        mark = self._mark
+        mark[r] = idx
+        if np.array_equal(mark[r], idx):
             self._round(r, t, v, now_ms, out)
-            touched = r
         else:
+            order = np.lexsort((t, r))
+            r, t, v = r[order], t[order], v[order]
+            first = np.empty(n, bool)
+            first[0] = True
+            np.not_equal(r[1:], r[:-1], out=first[1:])
             starts = np.flatnonzero(first)
-            k = np.arange(n) - starts[np.cumsum(first) - 1]
+            k = idx - starts[np.cumsum(first) - 1]
             by_round = np.argsort(k, kind="stable")
-            bounds = np.cumsum(np.bincount(k))
             lo = 0
-            for hi in bounds:
-                idx = by_round[lo:hi]
-                self._round(r[idx], t[idx], v[idx], now_ms, out)
+            for hi in np.cumsum(np.bincount(k)):
+                sel = by_round[lo:hi]
+                self._round(r[sel], t[sel], v[sel], now_ms, out)
                 lo = int(hi)
-            touched = r[starts]
-        self._cross(touched, int(t.max()), now_ms, out)
+        self._settle()
         return out.build()
+
+    def _arange(self, n: int) -> npt.NDArray[np.intp]:
+        if len(self._idx) < n:
+            self._idx = np.arange(max(n, 2 * len(self._idx)), dtype=np.intp)
+        return self._idx[:n]
+
+    def _settle(self) -> None:
+        """Recompute the ``busy`` flag of every row touched by the slow path or a transition."""
+        if not self._dirty:
+            return
+        rows = np.unique(np.concatenate(self._dirty))
+        self._dirty.clear()
+        st = self._st
+        busy = st["level"][rows].any(axis=1)
+        for name in _LADDERS:
+            busy |= (st[f"on_{name}"][rows] != NO_TS).any(axis=1) | (st[f"off_{name}"][rows] != NO_TS)
+        st["busy"][rows] = busy
 
     def _set(self, rule: int, rows: I32, new: I8, value: F64 | float, ts: I64 | int, out: _Out) -> None:
         lv = self._st["level"]
@@ -223,6 +255,7 @@ class AlarmEngine:
         if ch.all():
             lv[rows, rule] = new
             out.add(rows, rule, new, prev, value, ts)  # type: ignore[arg-type]
+            self._dirty.append(rows)
             return
         i = np.flatnonzero(ch)
         rr = rows[i]
@@ -230,6 +263,7 @@ class AlarmEngine:
         val = value[i] if isinstance(value, np.ndarray) else value
         tt = ts[i] if isinstance(ts, np.ndarray) else ts
         out.add(rr, rule, new[i], prev[i], val, tt)  # type: ignore[arg-type]
+        self._dirty.append(rr)
 
     def _ladder_x(self, name: str, rows: I32, v: F64) -> F64:
         cfg = self._cfg
@@ -239,7 +273,7 @@ class AlarmEngine:
             return -v
         if name == "baseline":
             return np.abs(v / cfg.baseline[rows] - 1.0) * 100.0  # % of baseline (NaN = off)
-        return v / cfg.capacity_kw[rows] * 100.0  # overload: % of capacity (NaN = off)
+        return v  # overload: kW against capacity-derived thresholds (compiled) and the learned P95
 
     def _ladder(self, name: str, rows: I32, v: F64, ts: I64, late: npt.NDArray[np.bool_] | None,
                 out: _Out) -> None:
@@ -252,14 +286,38 @@ class AlarmEngine:
         self._set(rule, rows, new, v, ts, out)
 
     def _round(self, r: I32, t: I64, v: F64, now_ms: int, out: _Out) -> None:
+        """One round of unique rows: quiet rows take the fast path, the rest the full rule set."""
         st, cfg = self._st, self._cfg
-        last_ts = st["last_ts"][r]
-        late_m = t < last_ts
+        late = t < st["last_ts"][r]
+        fs = np.where(v != st["last_v"][r], t, st["flat_since"][r])  # flat since (NaN last -> t)
+        fm = cfg.flat_ms[r]
+        slow = st["busy"][r] | (v >= cfg.q_hi[r]) | (v <= cfg.q_lo[r]) | late
+        slow |= (fm > 0) & (t - fs >= fm)
+        if self._anomaly is not None:
+            io = np.flatnonzero(~late)
+            self._anomaly_rule(r[io], t[io], v[io], out)
+        if slow.any():
+            si = np.flatnonzero(slow)
+            self._slow(r[si], t[si], v[si], late[si], now_ms, out)
+            qi = np.flatnonzero(~slow)
+            r, t, v, fs = r[qi], t[qi], v[qi], fs[qi]
+        # fast path: nothing can change level; update state only
+        st["seen_ms"][r] = now_ms
+        st["last_ts"][r] = t
+        st["last_v"][r] = v
+        st["flat_since"][r] = fs
+        det.ring_write(st["ring_v"], st["ring_t"], st["count"], r, v, t)
+
+    def _slow(self, r: I32, t: I64, v: F64, late_m: npt.NDArray[np.bool_], now_ms: int, out: _Out) -> None:
+        """Every rule for rows that are near a threshold, alarmed, timing or late."""
+        st, cfg = self._st, self._cfg
+        self._dirty.append(r)
         anylate = bool(late_m.any())
         late = late_m if anylate else None
         seen = st["seen_ms"]
         seen[r] = np.maximum(seen[r], now_ms)
         self._set(R_DEAD, r, np.zeros(len(r), np.int8), v, t, out)
+        self._power.prepare(self, r, t)
         for name in _LADDERS:
             self._ladder(name, r, v, t, late, out)
         # out of physical range
@@ -274,31 +332,41 @@ class AlarmEngine:
             r, t, v = r[io], t[io], v[io]
             if len(r) == 0:
                 return
-        last_v = st["last_v"][r]
         # flatline: exactly the same value for flat_ms
         flat_since = st["flat_since"]
-        changed = v != last_v  # NaN (first reading) -> True
-        fs = np.where(changed, t, flat_since[r])
+        fs = np.where(v != st["last_v"][r], t, flat_since[r])
         flat_since[r] = fs
         flat_ms = cfg.flat_ms[r]
         flat = ((flat_ms > 0) & (t - fs >= flat_ms)) * np.int8(Level.ORANGE)
         self._set(R_FLAT, r, flat.astype(np.int8), v, t, out)
         # rate of rise and predicted time to the next threshold
         ring_v, ring_t, count = st["ring_v"], st["ring_t"], st["count"]
-        rate = det.rate_per_min(ring_v, ring_t, count, r, v, t)
         det.ring_write(ring_v, ring_t, count, r, v, t)
-        st["rate"][r] = rate
+        rate = det.rate_per_min(ring_v, ring_t, count, r, v, t)
         self._rate_rule(r, t, v, rate, out)
         st["last_ts"][r] = t
         st["last_v"][r] = v
         sp = cfg.spark[r] & (v > 0)
         if sp.any():
             st["spark_ms"][r[sp]] = t[sp]
-        self._power.observe(r, t, v)
-        if self._anomaly is not None:
-            score = self._anomaly.score_learn(r, v, t)
-            lvl = (np.asarray(score) >= ANOMALY_BLUE).astype(np.int8) * np.int8(Level.BLUE)
-            self._set(R_ANOM, r, lvl, np.asarray(score, np.float64), t, out)
+        self._power.observe(self, r, t, v, out)
+        self._cross(r, int(t.max()), now_ms, out)
+
+    def _anomaly_rule(self, r: I32, t: I64, v: F64, out: _Out) -> None:
+        """Anomaly score >= ANOMALY_BLUE -> blue, held ANOMALY_HOLD_S after the last firing."""
+        if not len(r):
+            return
+        score = np.asarray(self._anomaly.score_learn(r, v, t), np.float64)
+        last = self._st["anomaly_ms"]
+        fired = score >= ANOMALY_BLUE
+        if fired.any():
+            last[r[fired]] = t[fired]
+        lm = last[r]
+        held = (lm != NO_TS) & (t - lm < int(ANOMALY_HOLD_S * 1000))
+        prev = self._st["level"][r, R_ANOM]
+        if not (held.any() or prev.any()):
+            return
+        self._set(R_ANOM, r, held.astype(np.int8) * np.int8(Level.BLUE), score, t, out)
 
     def _eta_ms(self, r: I32, v: F64, rate: F64) -> F64:
         thr = self._cfg.high.thr[r]
@@ -328,7 +396,6 @@ class AlarmEngine:
     # -- cross-sensor rules --------------------------------------------------------------
     def _cross(self, touched: I32, ts: int, now_ms: int, out: _Out) -> None:
         cfg = self._cfg
-        lv = self._st["level"]
         # area vote: >= AREA_VOTE_N detectors of one area at stage 2 -> red on the area anchor
         vt = touched[cfg.votes[touched] & (cfg.area[touched] >= 0)]
         if len(vt):
@@ -337,8 +404,6 @@ class AlarmEngine:
         ct = touched[(cfg.temp_compound[touched] | cfg.spark[touched]) & (cfg.area[touched] >= 0)]
         if len(ct):
             self._compound(np.unique(cfg.area[ct]), now_ms, ts, out)
-        self._power.evaluate(self, touched, ts, now_ms, out)
-        _ = lv
 
     def _area_vote(self, areas: I32, ts: int, out: _Out) -> None:
         cfg = self._cfg
@@ -412,11 +477,13 @@ class AlarmEngine:
             t_eff = np.minimum(now_ms, last_ts + cfg.dm_blue_ms[rows])
             t_eff = np.maximum(t_eff, last_ts)
             self._ladder(name, rows, st["last_v"][rows].astype(np.float64), t_eff, None, out)
+            self._dirty.append(rows)
         # compound: sparks age out of the window
         comp = np.flatnonzero(st["level"][:n, R_COMP] > 0)
         if len(comp):
             self._compound(np.unique(cfg.area[comp]), now_ms, now_ms, out)
         self._power.tick(self, now_ms, out)
+        self._settle()
         return out.build()
 
     def _tick_gateways(self, now_ms: int, out: _Out) -> None:
@@ -445,6 +512,7 @@ class AlarmEngine:
         if not online:
             rows = np.flatnonzero(cfg.dev == d).astype(np.int32)
             self._set(R_DEAD, rows, np.zeros(len(rows), np.int8), np.nan, ts_ms, out)
+        self._settle()
         return out.build()
 
     # -- persistence ---------------------------------------------------------------------
@@ -481,6 +549,8 @@ class AlarmEngine:
         self._rebuild_gateways()
         self._clock = int(snap.get("clock", np.array([NO_TS]))[0])
         self._resume_from = self._clock
+        self._dirty.append(np.arange(rows, dtype=np.int32))
+        self._settle()
         self._power.restore(snap)
         if self._anomaly is not None:
             sub = {k[len("anomaly."):]: v for k, v in snap.items() if k.startswith("anomaly.")}

@@ -157,5 +157,30 @@ GATEWAY_YELLOW_S = DEADMAN_YELLOW_S
 AREA_VOTE_N = 2
 #: Compound dust: a spark counts as "recent" for this long, seconds [P].
 SPARK_WINDOW_S = 60.0
-#: Anomaly score at or above which the anomaly rule raises blue (early warning) [P].
-ANOMALY_BLUE = 0.99
+#: Anomaly score at or above which the anomaly rule raises blue (early warning) [P]:
+#: 0.5 = tail probability 1e-5 in alerts.anomaly (its fire level) ...
+ANOMALY_BLUE = 0.5
+#: ... and the anomaly blue is held this long after the last score at or above it, s.
+ANOMALY_HOLD_S = 600.0
+
+# -- power analytics (alerts.power) -------------------------------------------------------
+#: Local time offset for hour-of-week profiles and night hours, hours (China Standard Time).
+TZ_OFFSET_H = 8.0
+#: Night: local hours [NIGHT_START_H, 24) and [0, NIGHT_END_H).
+NIGHT_START_H = 22
+NIGHT_END_H = 6
+#: Power is "production-like" at >= this fraction of the learned normal load for the hour ...
+PROD_FRAC = 0.5
+#: ... and stays so (hysteresis) down to this fraction once the suspension rule is yellow.
+PROD_HOLD_FRAC = 0.4
+#: Profile buckets need this many samples before they are trusted; learning rate floor 1/MAX.
+PROFILE_MIN_N = 4
+PROFILE_MAX_N = 200
+#: P95 of the learned load = mean + P95_Z x sd (sd floored at 5 % of the mean).
+P95_Z = 1.645
+#: Suspension: blue above this factor of the learned suspended baseline [P] ...
+SUSP_BLUE_FACTOR = 1.2
+#: ... yellow when production-like for this long, s [P: 15-min profile] ...
+SUSP_YELLOW_S = 900.0
+#: ... orange when today's energy reaches this share of a normal production day [P].
+SUSP_ORANGE_ENERGY = 0.3
