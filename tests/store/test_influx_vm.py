@@ -1,0 +1,170 @@
+"""The InfluxDB backend against a real line-protocol server (Debian's victoria-metrics).
+
+VictoriaMetrics maps measurement ``reading`` + field ``value`` to the metric
+``reading_value`` with the tags as labels; every value is read back via /api/v1/export.
+It keeps duplicate samples (no dedup flag), so "exactly once" below is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alerts.model import Alarm, AlarmEvent
+from ingest.batch import ReadingBatch
+from ingest.store import InfluxReadingStore, MirroredAlarmStore, SQLiteReadingStore, open_stores
+from ingest.store.buffer import Spool
+from ingest.store.influx import Backoff, InfluxHttp, LineBuilder
+from plantwatch.domain import AlarmStatus, Level
+from plantwatch.registry import Enterprise, Registry, Sensor
+from plantwatch.settings import Settings
+from tests.servers import VictoriaMetrics
+from tests.store._util import grid_batch, make_batch
+from tests.store.conftest import RestartableVM, samples_by_series, vm_export
+
+pytestmark = pytest.mark.e2e
+
+T0 = 1_795_459_488_000
+FAST = Backoff(base_s=0.05, factor=2.0, cap_s=0.25)
+
+
+def _expected(batches: list[ReadingBatch]) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    out: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for b in batches:
+        for e, s, t, v in zip(b.enterprise_id, b.sensor_id, b.ts_ms.tolist(), b.value.tolist(), strict=True):
+            out.setdefault((e, s), []).append((t, v))
+    for v in out.values():
+        v.sort()
+    return out
+
+
+def _store(url: str, tmp: Path, *, background: bool, registry: Registry | None = None,
+           max_bytes: int = 64 << 20) -> InfluxReadingStore:
+    http = InfluxHttp(url, "token", "org", "bucket", timeout_ms=3000)
+    return InfluxReadingStore(http, Spool(tmp / "spool", max_bytes), bucket="bucket", query=http.query,
+                              builder=LineBuilder(registry=registry), backoff=FAST, background=background,
+                              idle_poll_s=0.05)
+
+
+def test_every_value_and_tag_reads_back(vmetrics: VictoriaMetrics, tmp_path: Path) -> None:
+    reg = Registry()
+    reg.upsert_enterprise(Enterprise("E1"))
+    for i in range(40):
+        reg.upsert_sensor(Sensor("E1", f"S-{i:04d}", "gas.combustible", device_id=f"GW-{i % 3}", area="tank farm,A=1"))
+    store = _store(vmetrics.url, tmp_path, background=False, registry=reg)
+    batches = [grid_batch(40, 25, T0 + k * 25_000, seed=k) for k in range(4)]
+    odd = make_batch(["东方化工", "E 2"], ["网关 1", "D\\x"], ["GT=101", "s,1"], [T0, T0 + 7], [-0.001, 1e-5],
+                     ts_source=[2, 1])
+    for b in [*batches, odd]:
+        store.write_readings(b)
+    assert store.direct_writes == 5
+    assert store.buffer_bytes == 0
+    got = samples_by_series(vmetrics.url, "reading_value", T0 - 1000, T0 + 200_000)
+    assert got == _expected([*batches, odd])
+    # tags: kind/area from the registry, device from the batch, special characters intact
+    series = vm_export(vmetrics.url, "reading_value", T0 - 1000, T0 + 200_000)
+    labels = {(s["metric"]["enterprise"], s["metric"]["sensor"]): s["metric"] for s in series}
+    assert labels[("E1", "S-0004")] == {"__name__": "reading_value", "enterprise": "E1", "sensor": "S-0004",
+                                        "device": "GW-1", "kind": "gas.combustible", "area": "tank farm,A=1"}
+    assert labels[("东方化工", "GT=101")]["device"] == "网关 1"
+    assert labels[("E 2", "s,1")]["device"] == "D\\x"
+    assert "kind" not in labels[("E 2", "s,1")]  # unregistered: no kind/area tags
+    src = samples_by_series(vmetrics.url, "reading_ts_source", T0 - 1000, T0 + 200_000)
+    assert src[("E 2", "s,1")] == [(T0 + 7, 1.0)]
+    store.close()
+
+
+def test_outage_mid_stream_every_reading_exactly_once(vm_restartable: RestartableVM, tmp_path: Path) -> None:
+    vm = vm_restartable
+    store = _store(vm.url, tmp_path, background=True)
+    batches = [grid_batch(50, 10, T0 + k * 10_000, seed=k) for k in range(30)]
+    for k, b in enumerate(batches):
+        if k == 10:
+            vm.stop()  # the server dies mid-stream
+        if k == 20:
+            vm.start()  # and comes back on the same port with the same data
+        store.write_readings(b)
+    assert store.spooled_writes >= 10  # the outage really was bridged by the spool
+    assert store.flush(timeout_s=60)
+    assert store.buffer_bytes == 0
+    got = samples_by_series(vm.url, "reading_value", T0 - 1000, T0 + 400_000)
+    want = _expected(batches)
+    assert sum(len(v) for v in got.values()) == 30 * 500  # no duplicates, no gaps
+    assert got == want
+    store.close()
+
+
+def test_new_writer_drains_the_old_spool(vm_restartable: RestartableVM, tmp_path: Path) -> None:
+    vm = vm_restartable
+    vm.stop()
+    first = _store(vm.url, tmp_path, background=False)
+    batches = [grid_batch(20, 5, T0 + k * 5_000, seed=k) for k in range(6)]
+    for b in batches:
+        first.write_readings(b)  # server down: all spooled and fsynced
+    held = first.buffer_bytes
+    assert first.spooled_writes == 6
+    first.close()  # the service stops (or dies) with a full spool
+    vm.start()
+    second = _store(vm.url, tmp_path, background=False)
+    assert second.buffer_bytes == held
+    assert second.drain() == 6
+    got = samples_by_series(vm.url, "reading_value", T0 - 1000, T0 + 100_000)
+    assert got == _expected(batches)
+    second.close()
+
+
+def test_full_spool_during_outage_refuses_and_keeps_what_it_took(vm_restartable: RestartableVM,
+                                                                   tmp_path: Path) -> None:
+    from ingest.store.base import BufferFull
+
+    vm = vm_restartable
+    vm.stop()
+    store = _store(vm.url, tmp_path, background=False, max_bytes=40_000)
+    accepted: list[ReadingBatch] = []
+    with pytest.raises(BufferFull):  # noqa: PT012 - the refusal comes after an unknown number of batches
+        for k in range(1000):
+            b = grid_batch(20, 5, T0 + k * 5_000, seed=k)
+            store.write_readings(b)
+            accepted.append(b)
+    assert store.buffer_near_full
+    vm.start()
+    assert store.drain() == len(accepted)
+    assert samples_by_series(vm.url, "reading_value", T0 - 1000, T0 + 10**7) == _expected(accepted)
+    store.close()
+
+
+def test_open_stores_influx_mirrors_alarm_events(vmetrics: VictoriaMetrics, tmp_path: Path) -> None:
+    settings = Settings(store="influx", influx_url=vmetrics.url, influx_token="t", data_dir=tmp_path / "data")
+    readings, alarms = open_stores(settings, Registry())
+    try:
+        assert isinstance(readings, InfluxReadingStore)
+        assert isinstance(alarms, MirroredAlarmStore)
+        readings.write_readings(make_batch(["E"], ["D"], ["S"], [T0], [2.5], rows=[-1], received_ms=[T0 + 1]))
+        assert [u.sensor_id for u in readings.unregistered_sensors()] == ["S"]
+        a = Alarm(id=1, enterprise_id="E", sensor_id="S", device_id="D", area="", kind="gas.toxic", rule="high",
+                  level=Level.RED, status=AlarmStatus.ACTIVE, value=99.0, raised_at=T0, updated_at=T0)
+        ev = AlarmEvent(1, T0 + 5, "raised", Level.RED, Level.NONE, AlarmStatus.ACTIVE, value=99.0)
+        alarms.save_changes([(a, ev)])
+        assert alarms.get_alarm(1) == a  # the record lives in SQLite
+        [s] = vm_export(vmetrics.url, "alarm_event_level_code", T0 - 1000, T0 + 1000)
+        assert s["values"] == [4]
+        assert s["timestamps"] == [T0 + 5]
+        assert s["metric"]["type"] == "raised"
+        assert samples_by_series(vmetrics.url, "reading_value", T0 - 1, T0 + 1) == {("E", "S"): [(T0, 2.5)]}
+    finally:
+        readings.close()
+        alarms.close()
+    assert (tmp_path / "data" / "alarms.sqlite3").exists()
+
+
+def test_open_stores_default_is_sqlite(tmp_path: Path) -> None:
+    readings, alarms = open_stores(Settings(data_dir=tmp_path))
+    try:
+        assert isinstance(readings, SQLiteReadingStore)
+        readings.write_readings(make_batch(["E"], ["D"], ["S"], [T0], [1.0], rows=[0]))
+        assert [r.value for r in readings.query_readings("E", "S", T0, T0 + 1)] == [1.0]
+        assert alarms.max_alarm_id() == 0
+    finally:
+        readings.close()
+        alarms.close()
