@@ -97,6 +97,8 @@ def check_invariants(book: AlarmBook, cond: dict[tuple[str, str], int], out: lis
     if out and isinstance(out[0], tuple):
         for alarm_json, event_json in out:
             assert event_json["type"] in EVENT_TYPES
+            assert event_json["alarm_id"] == alarm_json["id"]
+            assert event_json["status"] == alarm_json["status"]
             if event_json["type"] == "closed":
                 assert alarm_json["cleared_at"] is not None
 
@@ -106,9 +108,15 @@ def check_invariants(book: AlarmBook, cond: dict[tuple[str, str], int], out: lis
 def test_at_most_one_open_alarm_per_key_and_conditions_stay_visible(ops: list[Op]) -> None:
     book = AlarmBook(sensor_of, RULES, deadlines=FAST)
     cond: dict[tuple[str, str], int] = {}
+    closed: set[int] = set()
     t = T0
     for op in ops:
         t, out = step(book, op, t)
+        for ev in events(out):
+            if isinstance(ev, dict):
+                assert ev["alarm_id"] not in closed  # a closed alarm never changes again
+                if ev["type"] == "closed":
+                    closed.add(ev["alarm_id"])
         if op[0] == "tr":
             cond[(f"GT-{op[1]}", RULES[op[2]])] = op[3]
         elif op[0] == "tr2":
