@@ -310,10 +310,11 @@ FLUX_AGG = """data = from(bucket: pw_bucket)
   |> filter(fn: (r) => r._measurement == "reading" and r._field == "value"
       and r.enterprise == pw_enterprise and r.sensor == pw_sensor)
   |> group(columns: ["_measurement", "_field"])
-  |> map(fn: (r) => ({r with _value: float(v: r._value)}))
+  |> toFloat()
 agg = (f, name) => data
   |> aggregateWindow(every: pw_every, fn: f, createEmpty: false, timeSrc: "_start")
-  |> map(fn: (r) => ({_time: r._time, _value: float(v: r._value), agg: name}))
+  |> toFloat()
+  |> set(key: "agg", value: name)
 union(tables: [agg(f: mean, name: "mean"), agg(f: min, name: "min"), agg(f: max, name: "max"),
                agg(f: count, name: "count")])
   |> group()
