@@ -7,6 +7,7 @@ acknowledged, closed, shelved, unshelved, overdue (an escalation to the next tie
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,7 +50,13 @@ class Alarm:
         d["level"] = self.level.label
         d["peak_level"] = self.peak_level.label
         d["status"] = str(self.status)
+        d["value"] = _finite_or_none(self.value)
         return d
+
+
+def _finite_or_none(v: float | None) -> float | None:
+    """JSON has no NaN: timer-driven alarms (deadman) carry no reading, shown as null."""
+    return v if v is not None and math.isfinite(v) else None
 
 
 @dataclass(slots=True)
@@ -72,6 +79,7 @@ class AlarmEvent:
         d["level"] = self.level.label
         d["prev_level"] = self.prev_level.label
         d["status"] = str(self.status)
+        d["value"] = _finite_or_none(self.value)
         return d
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from alerts.engine import AlarmEngine
 from alerts.lifecycle import AlarmBook
 from alerts.model import Alarm, Change
-from alerts.risk import enterprise_colour
+from alerts.risk import enterprise_colours
 from alerts.transitions import Transitions
 from ingest.batch import ReadingBatch
 from ingest.pipeline import Pipeline
@@ -33,6 +33,7 @@ from plantwatch.settings import Settings
 log = logging.getLogger("plantwatch.service")
 
 ENGINE_SNAPSHOT = "engine"
+RISK_WINDOW_MS = 24 * 3600 * 1000
 
 
 def load_registry(settings: Settings) -> Registry:
@@ -117,12 +118,9 @@ class Service:
         self._refresh_open_gauge()
 
     def _refresh_open_gauge(self) -> None:
-        counts = dict.fromkeys(ALARM_LEVELS, 0)
-        for a in self.book.open_alarms():
-            if a.level in counts:
-                counts[a.level] += 1
-        for lv, n in counts.items():
-            self.metrics.alarms_open.labels(lv.label).set(n)
+        counts = self.book.open_counts()
+        for lv in ALARM_LEVELS:
+            self.metrics.alarms_open.labels(lv.label).set(counts.get(lv, 0))
 
     def tick(self, now_ms: int | None = None) -> None:
         """Run wall-clock timers once (deadman, delays, escalation, shelving expiry)."""
@@ -154,10 +152,28 @@ class Service:
         self.publish([change])
         return change[0]
 
-    def enterprise_risk(self, enterprise_id: str) -> Level:
+    def unshelve(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        change = self.book.unshelve(alarm_id, by, comment, self.clock())
+        self.publish([change])
+        return change[0]
+
+    def recent_alarms(self) -> list[Alarm]:
+        """Alarms raised in the last 24 h, from the store (blocking: call in a thread)."""
+        since = self.clock() - RISK_WINDOW_MS
+        out = []
+        for a in self.alarms.list_alarms(limit=100_000):
+            if a.raised_at < since:
+                break  # newest first
+            out.append(a)
+        return out
+
+    def enterprise_risks(self, recent: list[Alarm]) -> dict[str, Level]:
+        """Risk colour per enterprise from open alarms plus ``recent`` ones (DOMAIN.md rule)."""
         now = self.clock()
-        alarms = [a for a in self.book.open_alarms() if a.enterprise_id == enterprise_id]
-        return enterprise_colour(alarms, now)
+        by_id = {a.id: a for a in recent}
+        by_id.update({a.id: a for a in self.book.open_alarms()})  # the book is the truth for open alarms
+        colours = enterprise_colours(by_id.values(), now)
+        return {eid: colours.get(eid, Level.BLUE) for eid in self.registry.enterprises}
 
     def open_alarm(self, alarm_id: int) -> Alarm | None:
         a = self.book.get(alarm_id)
@@ -166,7 +182,7 @@ class Service:
     # -- lifecycle -----------------------------------------------------------------------
     def snapshot_engine(self) -> None:
         buf = io.BytesIO()
-        np.savez(buf, **self.engine.snapshot())
+        np.savez(buf, allow_pickle=False, **self.engine.snapshot())
         self.alarms.save_snapshot(ENGINE_SNAPSHOT, buf.getvalue())
 
     async def _ticker(self) -> None:

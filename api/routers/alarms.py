@@ -62,7 +62,8 @@ def _lifecycle_http(exc: LifecycleError) -> HTTPException:
     if isinstance(exc, AlarmNotFound):
         return HTTPException(404, str(exc))
     if isinstance(exc, InvalidTransition):
-        return HTTPException(409, str(exc))
+        # an invalid argument (field named) is the client's input; otherwise the alarm's state forbids it
+        return HTTPException(422 if exc.field else 409, str(exc))
     return HTTPException(400, str(exc))
 
 
@@ -99,6 +100,15 @@ async def shelve(alarm_id: int, body: ShelveIn, svc: ServiceDep) -> dict[str, An
     try:
         until = svc.clock() + int(body.duration_s * 1000)
         return svc.shelve(alarm_id, body.by, body.reason, until).to_json()
+    except LifecycleError as exc:
+        raise _lifecycle_http(exc) from None
+
+
+@router.post("/{alarm_id}/unshelve")
+async def unshelve(alarm_id: int, body: ActionIn, svc: ServiceDep) -> dict[str, Any]:
+    """End shelving early."""
+    try:
+        return svc.unshelve(alarm_id, body.by, body.comment).to_json()
     except LifecycleError as exc:
         raise _lifecycle_http(exc) from None
 

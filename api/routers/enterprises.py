@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
 from api.deps import ServiceDep
 from api.schemas import EnterpriseIn, EnterprisePatch
-from plantwatch.domain import ProductionStatus
+from plantwatch.domain import Level, ProductionStatus
 from plantwatch.registry import Enterprise, RegistryError
 
 router = APIRouter(prefix="/enterprises", tags=["enterprises"])
 
 
-def _to_json(svc: ServiceDep, e: Enterprise) -> dict[str, Any]:
+async def _risks(svc: ServiceDep) -> dict[str, Level]:
+    return svc.enterprise_risks(await asyncio.to_thread(svc.recent_alarms))
+
+
+def _to_json(svc: ServiceDep, e: Enterprise, risks: dict[str, Level]) -> dict[str, Any]:
     return {
         "id": e.id,
         "name": e.name,
@@ -22,13 +27,14 @@ def _to_json(svc: ServiceDep, e: Enterprise) -> dict[str, Any]:
         "production_status": str(e.production_status),
         "capacity_kw": e.capacity_kw,
         "sensors": sum(1 for s in svc.registry.sensors if s.enterprise_id == e.id),
-        "risk_colour": svc.enterprise_risk(e.id).label,
+        "risk_colour": risks.get(e.id, Level.BLUE).label,
     }
 
 
 @router.get("")
 async def list_enterprises(svc: ServiceDep) -> list[dict[str, Any]]:
-    return [_to_json(svc, e) for e in svc.registry.enterprises.values()]
+    risks = await _risks(svc)
+    return [_to_json(svc, e, risks) for e in svc.registry.enterprises.values()]
 
 
 @router.get("/{enterprise_id}")
@@ -36,7 +42,7 @@ async def get_enterprise(enterprise_id: str, svc: ServiceDep) -> dict[str, Any]:
     e = svc.registry.enterprises.get(enterprise_id)
     if e is None:
         raise HTTPException(404, f"enterprise {enterprise_id!r} is not registered")
-    return _to_json(svc, e)
+    return _to_json(svc, e, await _risks(svc))
 
 
 @router.post("", status_code=201)
@@ -49,7 +55,8 @@ async def add_enterprises(body: EnterpriseIn | list[EnterpriseIn], svc: ServiceD
             out.append(svc.registry.add_enterprise(item.model_dump(), where=f"body[{i}]"))
         except RegistryError as exc:
             raise HTTPException(422, str(exc)) from None
-    return [_to_json(svc, e) for e in out]
+    risks = await _risks(svc)
+    return [_to_json(svc, e, risks) for e in out]
 
 
 @router.patch("/{enterprise_id}")
@@ -67,4 +74,4 @@ async def patch_enterprise(enterprise_id: str, body: EnterprisePatch, svc: Servi
         capacity_kw=patch.get("capacity_kw", e.capacity_kw),
     )
     svc.registry.upsert_enterprise(updated)
-    return _to_json(svc, updated)
+    return _to_json(svc, updated, await _risks(svc))

@@ -35,6 +35,7 @@ async def readings(
         raise HTTPException(422, str(exc)) from None
     if end_ms < start_ms:
         raise HTTPException(422, "end: must not be before start")
+    rows: list[Any]
     if window_s is None:
         rows = await asyncio.to_thread(svc.readings.query_readings, enterprise_id, sensor_id, start_ms, end_ms, limit)
     else:
