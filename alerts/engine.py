@@ -91,11 +91,14 @@ class AlarmEngine:
     """Pure-numpy alarm core over registry rows (see module docstring and docs/alerts.md).
 
     ``window`` is the ring-buffer length (readings per sensor) used by the rate rule and
-    kept for detectors; memory per sensor is :meth:`bytes_per_sensor`.
+    kept for detectors; memory per sensor is :meth:`bytes_per_sensor`. ``anomaly`` wires
+    :class:`alerts.anomaly.AnomalyScorer` as rule ``anomaly`` (its cost dominates when on).
+    ``fast_path=False`` sends every reading through the full rule set (same results; used
+    by tests as the reference).
     """
 
     def __init__(self, sensors: list[Sensor], enterprises: Mapping[str, Enterprise], *,
-                 window: int = 16, anomaly: bool = True) -> None:
+                 window: int = 16, anomaly: bool = True, fast_path: bool = True) -> None:
         if window < 2:
             raise ValueError(f"window must be >= 2 readings, got {window}")
         self.rule_names: list[str] = list(RULE_NAMES)
@@ -122,6 +125,7 @@ class AlarmEngine:
         self._dirty: list[I32] = []             # rows whose busy flag must be recomputed
         self._anomaly: Any = None
         self._anomaly_on = anomaly
+        self._fast_path = fast_path
         self.sync(sensors, enterprises)
 
     # -- configuration -------------------------------------------------------------------
@@ -130,6 +134,8 @@ class AlarmEngine:
         if len(sensors) < self._n:
             raise ValueError(f"registry shrank from {self._n} to {len(sensors)} rows; rows never go away")
         cfg = compile_config(sensors, enterprises)
+        if not self._fast_path:  # every reading takes the full rule set (reference behaviour)
+            cfg.q_hi[:] = -np.inf
         self._st.grow(cfg.n)
         if len(self._mark) < self._st.cap:
             self._mark = np.zeros(self._st.cap, np.intp)

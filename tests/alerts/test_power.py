@@ -1,0 +1,145 @@
+"""Power analytics: overload, learned profile, 停产不停电 suspension, night, critical feeder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerts.engine import AlarmEngine
+from alerts.power import hour_of_week, local_hours
+from plantwatch.domain import Level, ProductionStatus
+from plantwatch.registry import Sensor
+from tests.alerts.conftest import enterprises, feed, make_engine, of_rule, sensor
+
+S = 1000
+MIN = 60 * S
+H = 60 * MIN
+# Monday 2026-11-23 00:00 China time (UTC+8) = Sunday 16:00 UTC
+MON = 1_795_363_200_000
+
+
+def _load(ts: int) -> float:
+    """Normal production: 500 kW 08:00-20:00 local, 100 kW otherwise."""
+    hour = int(local_hours(ts) % 24)  # type: ignore[arg-type]
+    return 500.0 if 8 <= hour < 20 else 100.0
+
+
+def plant(status: ProductionStatus = ProductionStatus.NORMAL) -> tuple[AlarmEngine, list[Sensor]]:
+    sensors = [sensor("P-main", "power.active_power", interval_s=900.0, capacity=1000.0),
+               sensor("F-vent", "power.feeder_current", interval_s=900.0, critical=True),
+               sensor("F-other", "power.feeder_current", interval_s=900.0)]
+    return make_engine(sensors, enterprises(status)), sensors
+
+
+_LEARNED: dict[str, Any] = {}
+
+
+def learn_week(e: AlarmEngine, start: int = MON) -> int:
+    """A week of normal load every 15 min (4 samples per hour of week); returns the end time.
+
+    Learnt once per session and then restored from a snapshot (restore is itself under test).
+    """
+    end = start + 7 * 24 * 4 * 15 * MIN
+    if "snap" not in _LEARNED:
+        fresh, _ = plant()
+        t = start
+        while t < end:
+            feed(fresh, [0, 1, 2], [t, t, t], [_load(t), 30.0, 10.0])
+            t += 15 * MIN
+        _LEARNED["snap"] = fresh.snapshot()
+    e.restore(_LEARNED["snap"])
+    e.tick(end)  # the restored clock resumes here (no downtime)
+    return end
+
+
+def test_hour_of_week_starts_monday_local() -> None:
+    assert int(hour_of_week(MON)) == 0  # type: ignore[arg-type]
+    assert int(hour_of_week(MON + 25 * H)) == 25  # type: ignore[arg-type]
+
+
+def test_overload_yellow_above_110_and_orange_above_125_held_one_hour() -> None:
+    e, _ = plant()
+    assert of_rule(e, feed(e, 0, MON, 1050.0), "overload") == []
+    assert of_rule(e, feed(e, 0, MON + 15 * MIN, 1150.0), "overload") == [(0, "none", "yellow")]
+    assert of_rule(e, feed(e, 0, MON + 30 * MIN, 1300.0), "overload") == []
+    assert of_rule(e, feed(e, 0, MON + 75 * MIN, 1300.0), "overload") == []
+    assert of_rule(e, feed(e, 0, MON + 90 * MIN, 1300.0), "overload") == [(0, "yellow", "orange")]
+
+
+def test_learned_profile_p95_gives_overload_blue() -> None:
+    e, _ = plant()
+    t = learn_week(e)
+    assert e.level(0, "overload") == Level.NONE
+    # Monday 03:00 local again: night load is 100 kW; 300 kW is far above its P95
+    t3 = t + 3 * H
+    assert of_rule(e, feed(e, 0, t3, 300.0), "overload") == [(0, "none", "blue")]
+    assert of_rule(e, feed(e, 0, t3 + 15 * MIN, 100.0), "overload") == [(0, "blue", "none")]
+
+
+def test_suspension_power_use_blue_then_production_like_yellow_then_energy_orange() -> None:
+    e, sensors = plant()
+    t = learn_week(e)  # next Monday 00:00
+    e.sync(sensors, enterprises(ProductionStatus.SUSPENDED))
+    for _ in range(8):  # suspended baseline ~20 kW (learned), Monday 00:00-02:00
+        feed(e, [0, 1], [t, t], [20.0, 0.0])
+        t += 15 * MIN
+    t = t + 8 * H  # Monday 10:00
+    assert of_rule(e, feed(e, 0, t, 30.0), "suspension") == [(0, "none", "blue")]
+    assert of_rule(e, feed(e, 0, t + 15 * MIN, 450.0), "suspension") == []
+    assert of_rule(e, feed(e, 0, t + 30 * MIN, 450.0), "suspension") == [(0, "blue", "yellow")]
+    got = []
+    for i in range(3, 40):
+        got += of_rule(e, feed(e, 0, t + i * 15 * MIN, 450.0), "suspension")
+    # a normal Monday is 12 h x 500 + 12 h x 100 = 7200 kWh; 30 % = 2160 kWh = 4.8 h at 450 kW
+    assert got == [(0, "yellow", "orange")]
+
+
+def test_night_production_under_suspension_is_red_and_under_limitation_yellow() -> None:
+    for status, level in ((ProductionStatus.SUSPENDED, "red"), (ProductionStatus.LIMITED, "yellow"),
+                          (ProductionStatus.NORMAL, None)):
+        e, sensors = plant()
+        t = learn_week(e)
+        e.sync(sensors, enterprises(status))
+        t23 = t + 23 * H  # Monday 23:00 local, normal night load is 100 kW
+        tr = feed(e, 0, t23, 480.0)
+        assert of_rule(e, tr, "night") == ([(0, "none", level)] if level else [])
+
+
+def test_critical_feeder_at_zero_while_producing_is_red() -> None:
+    e, _ = plant()
+    t = learn_week(e)
+    t10 = t + 10 * H
+    tr = feed(e, [0, 1, 2], [t10, t10, t10], [500.0, 0.0, 0.0])
+    assert of_rule(e, tr, "critical_feeder") == [(1, "none", "red")]  # only the critical one
+    tr = feed(e, [0, 1], [t10 + 15 * MIN] * 2, [500.0, 25.0])
+    assert of_rule(e, tr, "critical_feeder") == [(1, "red", "none")]
+
+
+def test_critical_feeder_at_zero_is_normal_when_the_plant_is_stopped() -> None:
+    e, sensors = plant()
+    t = learn_week(e)
+    t10 = t + 10 * H
+    tr = feed(e, [0, 1], [t10, t10], [10.0, 0.0])  # main meter shows no production
+    assert of_rule(e, tr, "critical_feeder") == []
+    e.sync(sensors, enterprises(ProductionStatus.SUSPENDED))
+    tr = feed(e, [0, 1], [t10 + 15 * MIN] * 2, [10.0, 0.0])
+    assert of_rule(e, tr, "critical_feeder") == []
+
+
+def test_suspension_lifted_clears_in_tick() -> None:
+    e, sensors = plant()
+    t = learn_week(e)
+    e.sync(sensors, enterprises(ProductionStatus.SUSPENDED))
+    t23 = t + 23 * H
+    feed(e, 0, t23, 480.0)
+    assert e.level(0, "night") == Level.RED
+    e.sync(sensors, enterprises(ProductionStatus.NORMAL))
+    assert of_rule(e, e.tick(t23 + MIN), "night") == [(0, "red", "none")]
+
+
+def test_power_state_survives_restart() -> None:
+    e, sensors = plant()
+    t = learn_week(e)
+    b = make_engine(sensors, enterprises())
+    b.restore(e.snapshot())
+    t3 = t + 3 * H
+    assert of_rule(b, feed(b, 0, t3, 300.0), "overload") == [(0, "none", "blue")]

@@ -1,0 +1,120 @@
+"""Per-kind default rules and cross-sensor rules on crafted series (fake clock, epoch ms)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alerts.compile import compile_config
+from alerts.rules import KIND_RULES, RULE_NAMES
+from plantwatch.domain import KINDS, Level
+from tests.alerts.conftest import T0, enterprises, feed, make_engine, of_rule, sensor
+
+S = 1000
+MIN = 60 * S
+
+
+def test_rule_names_are_stable() -> None:
+    assert RULE_NAMES[:15] == (
+        "high", "low", "rate", "flatline", "range", "deadman", "gateway_offline", "baseline",
+        "compound", "area_vote", "suspension", "overload", "night", "critical_feeder", "anomaly")
+
+
+def test_every_catalogue_kind_has_default_rules_and_compiles() -> None:
+    assert set(KIND_RULES) == set(KINDS)
+    sensors = [sensor(f"S{i}", k) for i, k in enumerate(KINDS)]
+    c = compile_config(sensors, enterprises())
+    assert c.n == len(KINDS)
+    assert (c.dm_blue_ms > 0).all()
+
+
+def test_area_vote_two_detectors_at_stage2_is_one_red_on_the_area() -> None:
+    e = make_engine([sensor(f"GT-{i}", "gas.combustible", area="tank-farm") for i in range(3)]
+                    + [sensor("GT-x", "gas.combustible", area="other")])
+    tr = feed(e, [1, 3], [T0, T0], [55.0, 55.0])
+    assert of_rule(e, tr, "area_vote") == []
+    tr = feed(e, 2, T0 + 5 * S, 52.0)
+    assert of_rule(e, tr, "area_vote") == [(0, "none", "red")]  # anchored on the area's first detector
+    assert float(tr.value[list(tr.rule).index(RULE_NAMES.index("area_vote"))]) == 2.0
+    tr = feed(e, 1, T0 + 10 * S, 10.0)
+    assert of_rule(e, tr, "area_vote") == [(0, "red", "none")]
+
+
+def test_toxic_and_combustible_of_one_area_vote_together() -> None:
+    e = make_engine([sensor("GT-1", "gas.combustible"), sensor("H2S-1", "gas.toxic", oel_ppm=10.0)])
+    tr = feed(e, [0, 1], [T0, T0], [55.0, 25.0])
+    assert of_rule(e, tr, "area_vote") == [(0, "none", "red")]
+
+
+def test_compound_dust_temperature_70_with_spark_is_red() -> None:
+    e = make_engine([sensor("TT-1", "dust.hopper_temperature", area="DC1", interval_s=10.0),
+                     sensor("SP-1", "dust.spark", area="DC1", interval_s=10.0),
+                     sensor("TT-2", "dust.hopper_temperature", area="DC2", interval_s=10.0)])
+    tr = feed(e, [0, 2], [T0, T0], [72.0, 75.0])
+    assert sorted(of_rule(e, tr, "high")) == [(0, "none", "orange"), (2, "none", "orange")]
+    assert of_rule(e, tr, "compound") == []
+    tr = feed(e, 1, T0 + 10 * S, 2.0)
+    assert of_rule(e, tr, "high") == [(1, "none", "yellow")]
+    assert of_rule(e, tr, "compound") == [(0, "none", "red")]  # only the same area
+    assert of_rule(e, e.tick(T0 + 69 * S), "compound") == []
+    assert of_rule(e, e.tick(T0 + 71 * S), "compound") == [(0, "red", "none")]  # spark aged out
+
+
+def test_compound_when_temperature_reaches_70_after_the_spark() -> None:
+    e = make_engine([sensor("TT-1", "dust.inlet_temperature", area="DC1", interval_s=10.0),
+                     sensor("SP-1", "dust.spark", area="DC1", interval_s=10.0)])
+    feed(e, 1, T0, 1.0)
+    tr = feed(e, 0, T0 + 20 * S, 71.0)
+    assert of_rule(e, tr, "compound") == [(0, "none", "red")]
+
+
+def test_pressure_diff_baseline_bands() -> None:
+    e = make_engine([sensor("DP-1", "dust.pressure_diff", baseline=1000.0, interval_s=10.0)])
+    assert of_rule(e, feed(e, 0, T0, 1050.0), "baseline") == []
+    assert of_rule(e, feed(e, 0, T0 + 10 * S, 1150.0), "baseline") == [(0, "none", "blue")]
+    # +25 %: yellow only after 5 min held
+    assert of_rule(e, feed(e, 0, T0 + 20 * S, 1250.0), "baseline") == []
+    assert of_rule(e, feed(e, 0, T0 + 310 * S, 1250.0), "baseline") == []
+    assert of_rule(e, feed(e, 0, T0 + 320 * S, 1250.0), "baseline") == [(0, "blue", "yellow")]
+    # bag rupture: ≈0 is -100 %: orange at once
+    assert of_rule(e, feed(e, 0, T0 + 330 * S, 5.0), "baseline") == [(0, "yellow", "orange")]
+    assert of_rule(e, feed(e, 0, T0 + 340 * S, 1000.0), "baseline") == [(0, "orange", "none")]
+
+
+def test_pressure_diff_without_baseline_has_no_baseline_rule() -> None:
+    e = make_engine([sensor("DP-1", "dust.pressure_diff")])
+    assert of_rule(e, feed(e, 0, T0, 5000.0), "baseline") == []
+
+
+def test_spark_counts_and_valve_fault_held() -> None:
+    e = make_engine([sensor("SP-1", "dust.spark", interval_s=10.0),
+                     sensor("RV-1", "dust.rotary_valve", interval_s=10.0)])
+    tr = feed(e, [0, 1], [T0, T0], [3.0, 1.0])
+    assert sorted(of_rule(e, tr, "high")) == [(0, "none", "orange"), (1, "none", "orange")]
+    for i in range(1, 60):
+        feed(e, 1, T0 + i * 10 * S, 1.0)
+    assert of_rule(e, feed(e, 1, T0 + 600 * S, 1.0), "high") == [(1, "orange", "red")]
+
+
+def test_residual_current_ladder() -> None:
+    e = make_engine([sensor("RC-1", "power.residual_current", interval_s=60.0)])
+    got = [of_rule(e, feed(e, 0, T0 + i * MIN, v), "high") for i, v in enumerate([100.0, 210.0, 320.0, 520.0])]
+    assert got == [[], [(0, "none", "blue")], [(0, "blue", "yellow")], [(0, "yellow", "orange")]]
+
+
+def test_fast_path_off_gives_the_same_transitions() -> None:
+    kinds = ["gas.combustible", "gas.oxygen", "dust.pressure_diff", "dust.spark", "gas.toxic"]
+    sensors = [sensor(f"S{i}", k, baseline=1000.0) if k == "dust.pressure_diff" else sensor(f"S{i}", k)
+               for i, k in enumerate(kinds)]
+    a = make_engine(sensors)
+    b = make_engine(sensors, fast_path=False)
+    rng = np.random.default_rng(7)
+    centre = np.array([20.0, 20.0, 1000.0, 0.3, 8.0])
+    for step in range(200):
+        v = centre + rng.normal(0, 1, 5) * np.array([10.0, 1.0, 300.0, 1.0, 6.0])
+        v = np.maximum(v, 0.0)
+        t = [T0 + step * 5 * S] * 5
+        ta, tb = feed(a, list(range(5)), t, list(v)), feed(b, list(range(5)), t, list(v))
+        assert sorted(zip(ta.row, ta.rule, ta.level, strict=True)) == \
+            sorted(zip(tb.row, tb.rule, tb.level, strict=True))
+    assert np.array_equal(a.levels(), b.levels())
+    assert a.level(0, "high") >= Level.NONE
