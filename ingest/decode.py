@@ -27,6 +27,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _NON_FINITE_WORDS = frozenset({"nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"})
 _MISSING = object()
+_STR_ONLY = frozenset({str})
+_INT_ONLY = frozenset({int})
+_NONE_ONLY = frozenset({type(None)})
+_NUMBER_TYPES = frozenset({int, float})
 
 
 class Reason(StrEnum):
@@ -250,6 +254,10 @@ class Decoder:
                 bts_reason = Reason.TS_PAST
             else:
                 bts = t
+        if bts_reason is None:
+            n_fast = self._batch_fast(ent, dev, readings, bts, bsrc, received_ms, lo, hi, into)
+            if n_fast:
+                return DecodeOutcome(n_fast)
         sensors: list[str] = []
         tss: list[int] = []
         vals: list[float] = []
@@ -300,6 +308,37 @@ class Decoder:
         if n:
             into.add_many(ent, dev, sensors, tss, vals, srcs, received_ms)
         return DecodeOutcome(n, rej.result())
+
+    @staticmethod
+    def _batch_fast(ent: str, dev: str, readings: list[Any], bts: int, bsrc: int, received_ms: int,
+                    lo: int, hi: int, into: BatchBuilder) -> int:
+        """Whole-batch path for the common case (every reading valid, ts all own or all inherited).
+
+        Column extraction with comprehensions and set-of-types checks run in C; returns 0
+        (nothing appended) whenever any reading needs the per-reading path.
+        """
+        try:
+            sensors = [r["sensor"] for r in readings]
+            vals = [r["value"] for r in readings]
+            tss = [r.get("ts") for r in readings]
+        except (KeyError, TypeError, AttributeError):
+            return 0
+        if set(map(type, sensors)) != _STR_ONLY or "" in sensors:
+            return 0
+        vtypes = set(map(type, vals))
+        if not vtypes <= _NUMBER_TYPES:  # bool, str, None, list, dict → per-reading path
+            return 0
+        if float in vtypes and not all(v - v == 0.0 for v in vals):
+            return 0
+        ttypes = set(map(type, tss))
+        n = len(tss)
+        if ttypes == _NONE_ONLY:
+            into.add_many(ent, dev, sensors, [bts] * n, vals, [bsrc] * n, received_ms)
+            return n
+        if ttypes == _INT_ONLY and min(tss) >= lo and max(tss) <= hi:
+            into.add_many(ent, dev, sensors, tss, vals, [_READING] * n, received_ms)
+            return n
+        return 0
 
     @staticmethod
     def _value_reason(v: object) -> Reason:

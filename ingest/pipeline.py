@@ -29,8 +29,8 @@ from plantwatch.settings import Settings
 
 log = logging.getLogger("plantwatch.ingest")
 
-IDLE_CLOSE_MS = 2.0
-"""A batch also closes once the socket has been idle for a loop pass and it is this old (ms)."""
+IDLE_CLOSE_MS = 1.0
+"""A batch also closes when no message arrived during a pause of this long (ms)."""
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 
@@ -259,25 +259,23 @@ class Pipeline:
             disc.cancel()
 
     async def _linger(self, intake: Intake, disc: asyncio.Future[None]) -> None:
-        """Keep reading until the batch is full, old enough, or the socket went idle."""
+        """Keep reading until the batch is full, old enough, or nothing came during a pause.
+
+        The pause (``IDLE_CLOSE_MS``) is a timer, not ``sleep(0)``: the event loop then runs
+        many socket reads per wake-up of this task instead of one.
+        """
         max_age = self.settings.batch_max_delay_ms / 1000.0
-        idle_age = min(IDLE_CLOSE_MS / 1000.0, max_age)
+        pause = min(IDLE_CLOSE_MS / 1000.0, max_age)
         flush_at = min(self._max_readings, intake.limit)
         n_prev = -1
         while True:
             n = len(intake)
-            if n >= flush_at or disc.done():
+            if n >= flush_at or disc.done() or n == n_prev:
                 return
             age = time.monotonic() - intake.first_mono
             if age >= max_age:
                 return
-            if n == n_prev:  # nothing arrived during the last loop pass
-                if age >= idle_age:
-                    return
-                await asyncio.sleep(idle_age - age)
-            else:
-                await asyncio.sleep(0)
             n_prev = n
-
+            await asyncio.sleep(min(pause, max_age - age))
 
 __all__ = ["AlarmSink", "Pipeline", "ReadingSink"]

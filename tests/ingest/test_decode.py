@@ -208,3 +208,42 @@ def test_fuzz_arbitrary_json_shapes(obj: Any) -> None:
     _check_invariants(T, payload)
     _check_invariants(T, orjson.dumps({"readings": [obj, {"sensor": "s", "value": 1}]}))
     _check_invariants(S, payload)
+
+
+def test_batch_with_own_ts_everywhere() -> None:
+    out, b = decode(j({"readings": [{"sensor": "a", "value": 1, "ts": NOW - 1},
+                                    {"sensor": "b", "value": 2.5, "ts": NOW - 2}]}))
+    assert out.accepted == 2
+    assert b.ts_ms.tolist() == [NOW - 1, NOW - 2]
+    assert b.ts_source.tolist() == [TsSource.READING, TsSource.READING]
+    assert b.value.tolist() == [1.0, 2.5]
+
+
+class _PerReadingOnly(Decoder):
+    """The decoder with its whole-batch shortcut switched off."""
+
+    @staticmethod
+    def _batch_fast(*_: Any) -> int:
+        return 0
+
+
+SLOW = _PerReadingOnly(Settings(max_message_bytes=1024, max_future_skew_s=300, max_past_age_s=86400))
+reading = st.fixed_dictionaries(
+    {"sensor": st.sampled_from(["a", "b", "", 7]),
+     "value": st.sampled_from([1, 2.5, -0.0, True, None, "x", "NaN", 10**18])},
+    optional={"ts": st.sampled_from([NOW, NOW - 5, NOW + 10**9, 3, "2026-11-23T16:04:48Z", False])})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(reading, min_size=1, max_size=6), st.sampled_from([None, NOW - 9, "bad"]))
+def test_whole_batch_path_equals_per_reading_path(readings: list[dict[str, Any]], bts: object,
+                                                   ) -> None:
+    payload = j({"readings": readings} if bts is None else {"ts": bts, "readings": readings})
+    b1, b2 = BatchBuilder(), BatchBuilder()
+    out1 = DEC.decode(T, payload, NOW, b1)
+    out2 = SLOW.decode(T, payload, NOW, b2)
+    x, y = b1.build(), b2.build()
+    assert out1.accepted == out2.accepted
+    assert {(r.reason, r.count) for r in out1.rejections} == {(r.reason, r.count) for r in out2.rejections}
+    for col in ("sensor_id", "ts_ms", "value", "ts_source"):
+        assert getattr(x, col).tolist() == getattr(y, col).tolist(), col
