@@ -31,16 +31,17 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingest.batch import ReadingBatch  # noqa: E402
-from ingest.pipeline import Pipeline  # noqa: E402
-from ingest.store.sqlite import SQLiteReadingStore  # noqa: E402
-from plantwatch.metrics import Metrics  # noqa: E402
-from plantwatch.registry import Enterprise, Registry, Sensor  # noqa: E402
-from plantwatch.settings import Settings  # noqa: E402
-from tests.servers import Broker, mosquitto  # noqa: E402
+from ingest.batch import ReadingBatch
+from ingest.pipeline import Pipeline
+from ingest.store.sqlite import SQLiteReadingStore
+from plantwatch.metrics import Metrics
+from plantwatch.registry import Enterprise, Registry, Sensor
+from plantwatch.settings import Settings
+from tests.servers import Broker, mosquitto
 
 N_SENSORS = 1000
 TOPIC = "plants/e1/gw1/telemetry"
@@ -95,17 +96,19 @@ class CountingStore:
         self.target = target
         self.written = 0
         self.done_at = 0.0
+        self.done = asyncio.Event()
 
     def write_readings(self, batch: ReadingBatch) -> None:
         self.inner.write_readings(batch)
         self.written += len(batch)
         if self.written >= self.target and not self.done_at:
             self.done_at = time.perf_counter()
+            self.done.set()
 
 
 def create_session(broker: Broker, client_id: str) -> None:
     """Connect once with a persistent session and subscribe, so the broker queues for us."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     subscribed = threading.Event()
     c.on_subscribe = lambda *a: subscribed.set()
     c.connect(broker.host, broker.port)
@@ -118,7 +121,7 @@ def create_session(broker: Broker, client_id: str) -> None:
 
 def preload(broker: Broker, payloads: list[bytes]) -> None:
     """Publish every payload at QoS 1 and wait for all PUBACKs."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     acked = [0]
@@ -143,7 +146,7 @@ def preload(broker: Broker, payloads: list[bytes]) -> None:
 
 def drain_paho(broker: Broker, client_id: str, n_msgs: int) -> float:
     """Seconds for a bare paho subscriber to receive ``n_msgs`` queued messages."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     got = [0]
 
     def on_message(client: mqtt.Client, _u: Any, _m: mqtt.MQTTMessage) -> None:
@@ -185,8 +188,7 @@ def drain_pipeline(broker: Broker, client_id: str, n_readings: int, data_dir: Pa
     async def main() -> float:
         t0 = time.perf_counter()
         task = asyncio.create_task(pipe.run())
-        while not store.done_at:
-            await asyncio.sleep(0.005)
+        await store.done.wait()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
