@@ -1,32 +1,37 @@
 """Online statistical anomaly score for early warning, vectorised across sensors.
 
-Per sensor (row) the scorer keeps a fixed-size state: an EWMA forecast and a robust
-residual scale, a short and a long history of the resulting *surprise*, a ring buffer of
-recent values (for level and spread relative to the longer past), and a refractory timer.
+Per sensor (row) the scorer keeps a fixed-size state: an EWMA forecast with a robust
+residual scale, a ring buffer of recent values, a short and a long history of the
+resulting *surprise*, a time-of-day profile, and a refractory timer. Per sample, for the
+sensors in the call (all numpy, no per-sensor Python loop):
 
-Per sample, for the sensors in the call:
+1. Surprise ``u = max(z_point, z_level)``, clipped at ``max_z``:
+   ``z_point`` is the residual against the EWMA forecast in units of the EW mean absolute
+   residual (floored by a fraction of the long spread, so a flat signal cannot divide by
+   zero); ``z_level`` compares the mean of the newest ``level_window`` values with the
+   older ring contents (a level shift or drift, in units of the older spread).
+2. ``short`` = EW average of ``u`` over a few samples (a sustained change counts more
+   than one blip).
+3. Tail transform (the "anomaly likelihood" idea): ``short`` is compared with the long-run
+   mean and standard deviation of ``short`` itself (learnt from deviations clipped at
+   ``robust_clip`` sd, so one incident does not blind the sensor to the next); the
+   Gaussian upper tail probability ``p`` maps to ``score = min(1, -log10(p) / (2 k))``:
+   ``score >= 0.5`` means ``p <= 10**-k`` (``k = tail_digits``, default 5).
+4. Seasonal damping: if the value is usual for this time of day (hour bucket, learnt per
+   sensor), the score is scaled down to at least ``season_lo`` (a daily cycle is not an
+   incident).
+5. Refractory: after a score >= ``fire_level`` the sensor's scores ramp from 0 back to 1
+   over ``refractory`` samples, so one incident fires once.
 
-1. ``z``  = residual of the value against the EWMA forecast, in units of the EW mean
-   absolute residual (a robust scale; floored by a fraction of the long-run spread so a
-   flat signal does not divide by zero).
-2. ``u``  = surprise = max(|z|, level-shift |z| of the short mean against the ring history),
-   averaged over a short EW window so that a sustained change counts more than one blip.
-3. Tail transform (the "anomaly likelihood" idea): the short average is compared with the
-   long-run mean and spread of the surprise itself; its Gaussian upper tail probability
-   ``p`` is mapped to ``score = min(1, -log10(p) / (2 k))``, so ``score >= 0.5`` means
-   ``p <= 10**-k`` (``k = tail_digits``, default 5: about one chance in 100 000 samples).
-4. Refractory suppression: after a score >= ``fire_level`` the sensor's scores are scaled
-   by a ramp from 0 back to 1 over ``refractory`` samples, so one incident fires once.
-
-A row's score depends only on that row and earlier ones (the score is computed before the
-sample is learnt). Memory per sensor: ``8 * (ring + 12)`` bytes (about 1.1 KiB at the
-default ``ring = 128``).
+A row's score depends only on that row and earlier ones: it is computed before the sample
+is learnt. Memory per sensor: see :meth:`AnomalyScorer.bytes_per_sensor` (about 1.6 KiB
+with the defaults: a 128-value ring and 3 x 24 seasonal cells, float64).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -40,40 +45,42 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class AnomalyParams:
-    """Tuning of :class:`AnomalyScorer` (all counts in samples, rates per sample)."""
+    """Tuning of :class:`AnomalyScorer` (counts in samples, rates per sample)."""
 
     alpha_mean: float = 0.05  # EWMA forecast rate
-    alpha_scale: float = 0.01  # EW mean-absolute-residual rate
+    alpha_scale: float = 0.01  # EW mean-absolute-residual rate (robust residual scale)
     alpha_short: float = 0.3  # short average of the surprise
-    alpha_long: float = 0.002  # long-run mean/variance of the surprise
-    ring: int = 128  # values kept for level-shift comparison
-    level_window: int = 8  # recent values averaged for the level-shift test
+    alpha_long: float = 0.002  # long-run mean/variance of the short surprise
+    ring: int = 128  # recent values kept for the level-shift test
+    level_window: int = 16  # newest values averaged for the level-shift test
     warmup: int = 30  # samples scored 0 while the state settles
-    tail_digits: float = 5.0  # score 0.5 <=> tail probability 10**-tail_digits
-    fire_level: float = 0.5  # a score at or above this starts the refractory period
-    refractory: int = 300  # samples over which scores ramp back from 0 to 1 after a fire
+    tail_digits: float = 5.0  # score 0.5 <=> Gaussian tail probability 10**-tail_digits
+    robust_clip: float = 5.0  # long-run stats learn deviations clipped at this many sd (0 = off)
+    power: float = 1.0  # the short surprise is raised to this power before the tail model (skew)
+    min_sd: float = 0.01  # floor of the short surprise's long-run standard deviation
+    max_z: float = 30.0  # surprise is clipped here (30 sigma is simply "impossible")
     scale_floor: float = 0.01  # floor of the residual scale, as a fraction of the long spread
-    min_sd: float = 0.01  # floor of the surprise's long-run standard deviation
-    peak_half_life: float = 2000.0  # half-life of the decaying maximum of the surprise
-    peak_ratio: float = 1.0  # the surprise must reach this multiple of that maximum to score fully
-    peak_power: float = 0.0  # how sharply scores fall below that multiple
-    bounded: int = 0  # map the surprise to [0, 1] (1 - 2 Q(|z| / raw_scale)) before averaging
-    raw_scale: float = 1.5  # z per unit of the bounded surprise's argument
-    raw_lo: float = 2.0  # bounded=2: surprise below this z counts 0
-    pot: int = 1  # tail model: 1 = exponential excesses over a tracked quantile, 0 = Gaussian
-    pot_q: float = 0.98  # quantile above which excesses are modelled
-    pot_rate: float = 0.01  # learning rate of that quantile (per sample) and of the mean excess
-    max_z: float = 30.0  # surprise is clipped here (a 30-sigma value is simply "impossible")
+    season: bool = True  # damp scores of values usual for their time of day
+    season_ms: int = 3_600_000  # seasonal bucket width (ms)
+    season_buckets: int = 24  # buckets per season (24 x 1 h = a day)
+    season_alpha: float = 0.1  # EW rate per visit of a bucket
+    season_c: float = 3.0  # seasonal |z| at which the damping ends
+    season_lo: float = 0.5  # smallest damping factor (a value usual for its hour)
+    season_min: int = 20  # visits of a bucket before it damps
+    fire_level: float = 0.5  # a score at or above this starts the refractory period
+    refractory: int = 50  # samples over which scores ramp back from 0 to 1 after a fire
 
     def __post_init__(self) -> None:
-        for name in ("alpha_mean", "alpha_scale", "alpha_short", "alpha_long"):
+        for name in ("alpha_mean", "alpha_scale", "alpha_short", "alpha_long", "season_alpha"):
             a = getattr(self, name)
             if not 0.0 < a <= 1.0:
                 raise ValueError(f"AnomalyParams.{name} must be in (0, 1], got {a}")
         if self.ring < 2 or not 1 <= self.level_window < self.ring:
             raise ValueError("AnomalyParams: need ring >= 2 and 1 <= level_window < ring")
         if self.tail_digits <= 0 or self.refractory < 0 or self.warmup < 0:
-            raise ValueError("AnomalyParams: tail_digits > 0, refractory >= 0, warmup >= 0")
+            raise ValueError("AnomalyParams: need tail_digits > 0, refractory >= 0, warmup >= 0")
+        if self.season_ms <= 0 or self.season_buckets < 1 or not 0.0 <= self.season_lo <= 1.0:
+            raise ValueError("AnomalyParams: need season_ms > 0, season_buckets >= 1, 0 <= season_lo <= 1")
 
 
 _LN10 = math.log(10.0)
@@ -93,187 +100,201 @@ _ERFC_COEF = (
 
 
 def log10_gauss_tail(z: F64) -> F64:
-    """log10 of the standard normal upper tail Q(z) = P(Z > z), accurate for large z too."""
+    """log10 of the standard normal upper tail Q(z) = P(Z > z), accurate far into the tail."""
     z = np.asarray(z, dtype=np.float64)
     x = np.abs(z) / math.sqrt(2.0)
     t = 1.0 / (1.0 + 0.5 * x)
     poly = np.zeros_like(t)
     for c in reversed(_ERFC_COEF):
         poly = poly * t + c
-    ln_erfc = np.log(t) - x * x + poly  # ln erfc(|z| / sqrt 2)
-    ln_q_pos = ln_erfc - math.log(2.0)  # Q(|z|)
-    q_pos = np.exp(ln_q_pos)
-    ln_q = np.where(z >= 0, ln_q_pos, np.log1p(-q_pos))
+    ln_q_abs = np.log(t) - x * x + poly - math.log(2.0)  # ln Q(|z|)
+    ln_q = np.where(z >= 0, ln_q_abs, np.log1p(-np.exp(ln_q_abs)))
     return np.asarray(ln_q / _LN10, dtype=np.float64)
 
 
-_STATE = ("n", "mean", "scale", "spread", "short", "mu_u", "var_u", "peak", "head", "fired")
+# per-sensor state: 1-D arrays (name, dtype, initial value) and 2-D arrays (name, width attribute)
+_STATE1 = (
+    ("n", np.int64, 0),  # samples learnt
+    ("mean", np.float64, 0.0),  # EWMA forecast
+    ("scale", np.float64, 0.0),  # EW mean |residual|
+    ("spread", np.float64, 0.0),  # EW mean |residual| on the scale rate, never floored (for floors)
+    ("short", np.float64, 0.0),  # short EW average of the surprise
+    ("mu_u", np.float64, 0.0),  # long-run mean of the short surprise
+    ("var_u", np.float64, 0.0),  # long-run variance of the short surprise
+    ("head", np.int64, 0),  # ring write position
+    ("fired", np.int64, -(10**9)),  # sample count at the last fire
+)
+_STATE2 = ("ring", "s_mean", "s_dev", "s_cnt")
 
 
 class AnomalyScorer:
     """Vectorised online anomaly scorer: one state row per sensor, scores in [0, 1]."""
 
-    def __init__(self, capacity: int, **params: float | int) -> None:
+    def __init__(self, capacity: int, **params: float | int | bool) -> None:
         self.params = AnomalyParams(**params)  # type: ignore[arg-type]
         self.capacity = 0
-        self.n = np.zeros(0, dtype=np.int64)  # samples learnt
-        self.mean = np.zeros(0)  # EWMA forecast
-        self.scale = np.zeros(0)  # EW mean |residual|
-        self.spread = np.zeros(0)  # EW mean |value - mean| on the slow rate (long spread)
-        self.short = np.zeros(0)  # short EW average of the surprise
-        self.mu_u = np.zeros(0)  # long-run mean of the short surprise
-        self.var_u = np.zeros(0)  # long-run variance of the short surprise
-        self.peak = np.zeros(0)  # decaying maximum of the short surprise
-        self._decay = 0.5 ** (1.0 / self.params.peak_half_life)
-        self.head = np.zeros(0, dtype=np.int64)  # ring write position
-        self.fired = np.zeros(0, dtype=np.int64)  # sample count at the last fire (-1: never)
-        self.ring = np.zeros((0, self.params.ring))
+        self.n = np.zeros(0, dtype=np.int64)
+        self.mean = np.zeros(0)
+        self.scale = np.zeros(0)
+        self.spread = np.zeros(0)
+        self.short = np.zeros(0)
+        self.mu_u = np.zeros(0)
+        self.var_u = np.zeros(0)
+        self.head = np.zeros(0, dtype=np.int64)
+        self.fired = np.zeros(0, dtype=np.int64)
+        self.ring = np.zeros((0, self.params.ring))  # recent values
+        nb = self.params.season_buckets
+        self.s_mean = np.zeros((0, nb))  # seasonal EW mean per time-of-day bucket
+        self.s_dev = np.zeros((0, nb))  # seasonal EW mean absolute deviation
+        self.s_cnt = np.zeros((0, nb))  # visits per bucket
+        self._age = np.arange(self.params.ring)
         self.grow(capacity)
+
+    def bytes_per_sensor(self) -> int:
+        """State bytes per sensor row (fixed; independent of how many samples were learnt)."""
+        per = sum(np.dtype(dt).itemsize for _, dt, _ in _STATE1)
+        return per + 8 * (self.params.ring + 3 * self.params.season_buckets)
 
     def grow(self, capacity: int) -> None:
         """Make room for sensor rows ``[0, capacity)``; existing state is kept."""
         if capacity <= self.capacity:
             return
         extra = capacity - self.capacity
-        for name in _STATE:
+        for name, dt, init in _STATE1:
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(extra, init, dtype=dt)]))
+        for name in _STATE2:
             arr = getattr(self, name)
-            fill = -(10**9) if name == "fired" else 0
-            setattr(self, name, np.concatenate([arr, np.full(extra, fill, dtype=arr.dtype)]))
-        self.ring = np.concatenate([self.ring, np.zeros((extra, self.params.ring))])
+            setattr(self, name, np.concatenate([arr, np.zeros((extra, arr.shape[1]))]))
         self.capacity = capacity
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        """Copies of every state array (restore them with :meth:`restore`)."""
-        snap = {name: getattr(self, name).copy() for name in _STATE}
-        snap["ring"] = self.ring.copy()
-        snap["params"] = np.array([getattr(self.params, f.name) for f in fields(self.params)], dtype=np.float64)
-        return snap
+        """Copies of every state array (load them with :meth:`restore`)."""
+        return {name: getattr(self, name).copy() for name in [s[0] for s in _STATE1] + list(_STATE2)}
 
     def restore(self, snap: dict[str, np.ndarray]) -> None:
-        """Load a :meth:`snapshot`; the ring length must match this scorer's parameters."""
-        ring = np.asarray(snap["ring"], dtype=np.float64)
-        if ring.ndim != 2 or ring.shape[1] != self.params.ring:
-            raise ValueError(f"snapshot ring width {ring.shape} does not match ring={self.params.ring}")
-        self.capacity = ring.shape[0]
-        self.ring = ring.copy()
-        for name in _STATE:
-            dtype = getattr(self, name).dtype
-            arr = np.asarray(snap[name]).astype(dtype, copy=True)
-            if arr.shape != (self.capacity,):
-                raise ValueError(f"snapshot array {name} has shape {arr.shape}, expected ({self.capacity},)")
+        """Load a :meth:`snapshot` taken from a scorer with the same parameters."""
+        cap = int(np.asarray(snap["n"]).shape[0])
+        loaded: dict[str, np.ndarray] = {}
+        for name, dt, _ in _STATE1:
+            arr = np.asarray(snap[name]).astype(dt, copy=True)
+            if arr.shape != (cap,):
+                raise ValueError(f"snapshot array {name} has shape {arr.shape}, expected ({cap},)")
+            loaded[name] = arr
+        for name in _STATE2:
+            arr = np.asarray(snap[name], dtype=np.float64).copy()
+            want = (cap, getattr(self, name).shape[1])
+            if arr.shape != want:
+                raise ValueError(f"snapshot array {name} has shape {arr.shape}, expected {want}")
+            loaded[name] = arr
+        for name, arr in loaded.items():
             setattr(self, name, arr)
+        self.capacity = cap
 
     def score_learn(self, rows: I32, values: F64, ts_ms: I64) -> F64:
         """Score one sample for each of ``rows`` (unique within a call), then learn them.
 
-        ``values`` in the sensor's unit, ``ts_ms`` epoch milliseconds (accepted for the
-        engine's contract; the model is sample-indexed). Returns scores in [0, 1].
-        Inputs are not modified.
+        ``values`` in the sensor's unit, ``ts_ms`` epoch milliseconds (used for the
+        time-of-day profile). Returns scores in [0, 1]; the inputs are not modified.
         """
         p = self.params
         r = np.asarray(rows, dtype=np.intp)
         x = np.asarray(values, dtype=np.float64)
-        if r.shape != x.shape:
-            raise ValueError("rows and values must have the same shape")
-        if r.size and (r.min() < 0 or r.max() >= self.capacity):
-            raise IndexError("row outside the scorer's capacity; call grow() first")
+        ts = np.asarray(ts_ms, dtype=np.int64)
+        if r.shape != x.shape or r.shape != ts.shape or r.ndim != 1:
+            raise ValueError("rows, values and ts_ms must be 1-D arrays of the same length")
+        if r.size and (int(r.min()) < 0 or int(r.max()) >= self.capacity):
+            raise IndexError(f"row outside the scorer's capacity {self.capacity}; call grow() first")
+        k = np.arange(len(r))
         n = self.n[r]
         first = n == 0
         mean = np.where(first, x, self.mean[r])
         scale = self.scale[r]
         spread = self.spread[r]
 
-        # 1. point residual against the forecast, in robust-scale units
+        # 1a. point residual against the forecast, in robust-scale units
         floor = np.maximum(p.scale_floor * spread, 1e-9 * (1.0 + np.abs(mean)))
         s = np.maximum(scale, floor)
         resid = x - mean
         z_point = np.abs(resid) / s
 
-        # 2. level shift: recent mean (incl. this value) against the older ring contents
+        # 1b. level shift: mean of the newest values (incl. this one) against the older ring contents
         ring = self.ring[r]
         head = self.head[r]
         w = p.level_window
-        cols = (head[:, None] - 1 - np.arange(w - 1)[None, :]) % p.ring
-        recent = np.concatenate([ring[np.arange(len(r))[:, None], cols], x[:, None]], axis=1)
+        age = (head[:, None] - 1 - self._age[None, :]) % p.ring  # slot of the value `age` samples back
         filled = np.minimum(n, p.ring)
-        older_mask = (np.arange(p.ring)[None, :] < filled[:, None]).astype(np.float64)
-        # exclude the newest w-1 slots from the "older" set
-        for j in range(w - 1):
-            older_mask[np.arange(len(r)), cols[:, j]] = 0.0
-        cnt = np.maximum(older_mask.sum(axis=1), 1.0)
-        o_mean = (ring * older_mask).sum(axis=1) / cnt
-        o_dev = (np.abs(ring - o_mean[:, None]) * older_mask).sum(axis=1) / cnt
-        o_dev = np.maximum(o_dev, np.maximum(floor, s * 0.5))
-        z_level = np.abs(recent.mean(axis=1) - o_mean) / o_dev * math.sqrt(w) * 0.5
-        z_level = np.where(cnt >= 2 * w, z_level, 0.0)
+        by_age = ring[k[:, None], age]  # by_age[:, j] = value j+1 samples back
+        older = (self._age[None, :] >= w - 1) & (self._age[None, :] < filled[:, None])
+        cnt = older.sum(axis=1)
+        cntf = np.maximum(cnt, 1).astype(np.float64)
+        o_mean = np.where(older, by_age, 0.0).sum(axis=1) / cntf
+        o_dev = np.where(older, np.abs(by_age - o_mean[:, None]), 0.0).sum(axis=1) / cntf
+        o_dev = np.maximum(o_dev, np.maximum(floor, 0.5 * s))
+        recent = (by_age[:, : w - 1].sum(axis=1) + x) / w
+        z_level = np.where(cnt >= 2 * w, 0.5 * math.sqrt(w) * np.abs(recent - o_mean) / o_dev, 0.0)
 
         u = np.minimum(np.maximum(z_point, z_level), p.max_z)
-        if p.bounded == 1:
-            u = 1.0 - 2.0 * np.power(10.0, log10_gauss_tail(u / p.raw_scale))
-        elif p.bounded == 2:
-            u = np.clip((u - p.raw_lo) / p.raw_scale, 0.0, 1.0)
         u = np.where(n < 3, 0.0, u)
+
+        # 2-3. short average and its tail probability against its own long-run distribution
         short = np.where(first, 0.0, (1 - p.alpha_short) * self.short[r] + p.alpha_short * u)
+        short_t = short**p.power
         mu_u = self.mu_u[r]
         sd_u = np.maximum(np.sqrt(self.var_u[r]), p.min_sd)
-        if p.pot:
-            # peaks over threshold: P(S > s) = (1 - q) exp(-(s - t) / beta) above the q-quantile t
-            t_q = mu_u
-            beta = np.maximum(self.var_u[r], p.min_sd)
-            lg = -math.log10(1.0 - p.pot_q) + np.maximum(short - t_q, 0.0) / (beta * _LN10)
-            score = np.clip(lg / (2.0 * p.tail_digits), 0.0, 1.0)
-        else:
-            zz = (short - mu_u) / sd_u
-            score = np.clip(-log10_gauss_tail(zz) / (2.0 * p.tail_digits), 0.0, 1.0)
-        # 3b. novelty: the short surprise against the largest one seen lately (decaying max)
-        peak = self.peak[r]
-        ratio = short / np.maximum(peak * p.peak_ratio, 1e-12)
-        score = score * np.minimum(1.0, ratio) ** p.peak_power
+        score = np.clip(-log10_gauss_tail((short_t - mu_u) / sd_u) / (2.0 * p.tail_digits), 0.0, 1.0)
         score = np.where(n < p.warmup, 0.0, score)
 
-        # 4. refractory ramp after a fire
-        since = (n - self.fired[r]).astype(np.float64)
+        # 4. seasonal damping
+        bucket = ((ts // p.season_ms) % p.season_buckets).astype(np.intp)
+        sm = self.s_mean[r, bucket]
+        sd = self.s_dev[r, bucket]
+        sc = self.s_cnt[r, bucket]
+        if p.season:
+            z_seas = np.abs(x - sm) / np.maximum(sd, floor)
+            gate = np.clip(z_seas / p.season_c, p.season_lo, 1.0)
+            score = np.where(sc >= p.season_min, score * gate, score)
+
+        # 5. refractory ramp after a fire
         if p.refractory > 0:
+            since = (n - self.fired[r]).astype(np.float64)
             score = score * np.clip(since / p.refractory, 0.0, 1.0)
-        fired_now = score >= p.fire_level
-        self.fired[r] = np.where(fired_now, n, self.fired[r])
+        self.fired[r] = np.where(score >= p.fire_level, n, self.fired[r])
 
         # learn
-        a_m, a_s, a_l = p.alpha_mean, p.alpha_scale, p.alpha_long
-        new_scale = np.where(first, 0.0, np.where(n == 1, np.abs(resid), (1 - a_s) * scale + a_s * np.abs(resid)))
-        self.scale[r] = new_scale
-        self.spread[r] = np.where(first, 0.0, (1 - a_s) * spread + a_s * np.abs(resid))
-        self.mean[r] = (1 - a_m) * mean + a_m * x
+        a_s, a_l = p.alpha_scale, p.alpha_long
+        abs_res = np.abs(resid)
+        self.scale[r] = np.where(first, 0.0, np.where(n == 1, abs_res, (1 - a_s) * scale + a_s * abs_res))
+        self.spread[r] = np.where(first, 0.0, (1 - a_s) * spread + a_s * abs_res)
+        self.mean[r] = (1 - p.alpha_mean) * mean + p.alpha_mean * x
         self.short[r] = short
-        self.peak[r] = np.maximum(short, peak * self._decay)
-        d = short - mu_u
+        d = short_t - mu_u
+        if p.robust_clip > 0:
+            d = np.clip(d, -p.robust_clip * sd_u, p.robust_clip * sd_u)
         learn_u = n >= p.warmup // 2
-        if p.pot:
-            beta = self.var_u[r]
-            over = d > 0
-            tail = 1.0 - p.pot_q
-            step = p.pot_rate * np.maximum(beta, p.min_sd)
-            self.mu_u[r] = np.where(learn_u, mu_u + step * (over - tail) / tail * tail, mu_u)
-            nb = np.where(beta == 0.0, np.maximum(d, 0.0), (1 - p.pot_rate) * beta + p.pot_rate * d)
-            self.var_u[r] = np.where(learn_u & (over | (beta == 0.0)), nb, beta)
-        else:
-            self.mu_u[r] = np.where(learn_u, mu_u + a_l * d, mu_u)
-            self.var_u[r] = np.where(learn_u, (1 - a_l) * (self.var_u[r] + a_l * d * d), self.var_u[r])
-        ring[np.arange(len(r)), head] = x
+        self.mu_u[r] = np.where(learn_u, mu_u + a_l * d, mu_u)
+        self.var_u[r] = np.where(learn_u, (1 - a_l) * (self.var_u[r] + a_l * d * d), self.var_u[r])
+        ring[k, head] = x
         self.ring[r] = ring
         self.head[r] = (head + 1) % p.ring
+        a_q = np.maximum(p.season_alpha, 1.0 / (sc + 1.0))
+        self.s_dev[r, bucket] = np.where(sc > 0, (1 - a_q) * sd + a_q * np.abs(x - sm), 0.0)
+        self.s_mean[r, bucket] = np.where(sc > 0, (1 - a_q) * sm + a_q * x, x)
+        self.s_cnt[r, bucket] = np.minimum(sc + 1.0, 1e9)
         self.n[r] = n + 1
         return np.asarray(score, dtype=np.float64)
 
-    def params_dict(self) -> dict[str, float | int]:
+    def params_dict(self) -> dict[str, float | int | bool]:
         """The parameters as a plain dict."""
         return asdict(self.params)
 
 
-def score_series(values: F64, ts_ms: I64 | None = None, **params: float | int) -> F64:
-    """Run one sensor's series through a fresh :class:`AnomalyScorer`; scores in [0, 1]."""
+def score_series(values: F64, ts_ms: I64 | None = None, **params: float | int | bool) -> F64:
+    """Run one sensor's series through a fresh :class:`AnomalyScorer`; scores in [0, 1].
+
+    Without ``ts_ms`` the samples are taken as one minute apart.
+    """
     x = np.asarray(values, dtype=np.float64)
-    t = np.zeros(len(x), dtype=np.int64) if ts_ms is None else np.asarray(ts_ms, dtype=np.int64)
+    t = np.arange(len(x), dtype=np.int64) * 60_000 if ts_ms is None else np.asarray(ts_ms, dtype=np.int64)
     sc = AnomalyScorer(1, **params)
     out = np.empty(len(x))
     row = np.zeros(1, dtype=np.int32)

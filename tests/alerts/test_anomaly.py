@@ -1,0 +1,164 @@
+"""AnomalyScorer: contract (range, causality, vectorisation, state) and behaviour on crafted series."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alerts.anomaly import AnomalyScorer, log10_gauss_tail, score_series
+
+MIN_MS = 60_000
+
+
+def _ts(n: int) -> np.ndarray:
+    return 1_700_000_000_000 + np.arange(n, dtype=np.int64) * MIN_MS
+
+
+def _noise(n: int, seed: int = 0) -> np.ndarray:
+    return 20.0 + np.random.default_rng(seed).normal(0.0, 1.0, n)
+
+
+def test_gauss_tail_matches_scipy_including_far_tail() -> None:
+    z = np.linspace(-5.0, 30.0, 141)
+    expected = np.array([math.log10(0.5 * math.erfc(v / math.sqrt(2.0))) for v in z])
+    np.testing.assert_allclose(log10_gauss_tail(z), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_scores_are_finite_and_in_unit_interval() -> None:
+    x = _noise(800)
+    x[400] += 50.0
+    s = score_series(x, _ts(800))
+    assert s.shape == x.shape
+    assert np.all(np.isfinite(s))
+    assert s.min() >= 0.0
+    assert s.max() <= 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=80))
+def test_any_finite_series_scores_in_unit_interval(values: list[float]) -> None:
+    s = score_series(np.asarray(values), _ts(len(values)))
+    assert np.all((s >= 0.0) & (s <= 1.0))
+
+
+def test_online_a_prefix_scores_the_same_as_the_full_series() -> None:
+    x = _noise(600, 1)
+    x[300:] += 8.0
+    full = score_series(x, _ts(600))
+    part = score_series(x[:350], _ts(350))
+    np.testing.assert_array_equal(part, full[:350])
+
+
+def test_white_noise_rarely_fires_a_spike_does() -> None:
+    # nominal tail at score 0.5 is 1e-5 per sample; after the long-run stats settle
+    # (about 1 / alpha_long = 500 samples) 20 x 4000 noise samples may fire a handful of times
+    k, n = 20, 5000
+    x = 20.0 + np.random.default_rng(2).normal(0.0, 1.0, (k, n))
+    x[:, 3000] += 15.0
+    sc = AnomalyScorer(k)
+    rows = np.arange(k, dtype=np.int32)
+    s = np.zeros((k, n))
+    for t in range(n):
+        s[:, t] = sc.score_learn(rows, x[:, t], np.full(k, _ts(n)[t]))
+    fires = s[:, 1000:] >= 0.5
+    fires[:, 2000] = False  # the spike (column 3000 - 1000)
+    assert fires.sum() <= 5
+    assert np.all(s[:, 3000] >= 0.5)
+
+
+def test_level_shift_fires_within_a_few_samples() -> None:
+    x = _noise(2000, 3)
+    x[1500:] += 6.0
+    s = score_series(x, _ts(2000))
+    assert s[1000:1500].max() < 0.5
+    assert np.flatnonzero(s[1500:] >= 0.5)[0] < 10
+
+
+def test_one_incident_fires_once() -> None:
+    x = _noise(2000, 4)
+    x[1500:1520] += 30.0  # a 20-sample excursion
+    s = score_series(x, _ts(2000))
+    assert int((s[1490:1600] >= 0.5).sum()) == 1
+
+
+def test_vectorised_rows_equal_independent_series_and_inputs_untouched() -> None:
+    n = 400
+    series = [_noise(n, k) + (k * 10.0) for k in range(3)]
+    series[1][250] += 40.0
+    solo = [score_series(s, _ts(n)) for s in series]
+    sc = AnomalyScorer(3)
+    out = np.zeros((3, n))
+    ts = _ts(n)
+    for t in range(n):
+        rows = np.array([2, 0, 1], dtype=np.int32)  # order within a call must not matter
+        vals = np.array([series[r][t] for r in rows])
+        tss = np.full(3, ts[t], dtype=np.int64)
+        vals_copy, rows_copy = vals.copy(), rows.copy()
+        out[rows, t] = sc.score_learn(rows, vals, tss)
+        np.testing.assert_array_equal(vals, vals_copy)
+        np.testing.assert_array_equal(rows, rows_copy)
+    for k in range(3):
+        np.testing.assert_allclose(out[k], solo[k], rtol=0, atol=1e-12)
+
+
+def test_grow_keeps_state_of_existing_rows() -> None:
+    x = _noise(300, 5)
+    ts = _ts(300)
+    a, b = AnomalyScorer(1), AnomalyScorer(4)
+    row = np.zeros(1, dtype=np.int32)
+    sa, sb = np.zeros(300), np.zeros(300)
+    for t in range(300):
+        if t == 150:
+            a.grow(4)
+            assert a.capacity == 4
+        sa[t] = a.score_learn(row, x[t : t + 1], ts[t : t + 1])[0]
+        sb[t] = b.score_learn(row, x[t : t + 1], ts[t : t + 1])[0]
+    np.testing.assert_array_equal(sa, sb)
+
+
+def test_restore_after_restart_equals_never_stopping() -> None:
+    x = _noise(500, 6)
+    x[400] += 25.0
+    ts = _ts(500)
+    row = np.zeros(1, dtype=np.int32)
+    ref = score_series(x, ts)
+    first = AnomalyScorer(1)
+    for t in range(250):
+        first.score_learn(row, x[t : t + 1], ts[t : t + 1])
+    snap = first.snapshot()
+    second = AnomalyScorer(1)
+    second.restore(snap)
+    rest = np.array([second.score_learn(row, x[t : t + 1], ts[t : t + 1])[0] for t in range(250, 500)])
+    np.testing.assert_array_equal(rest, ref[250:])
+
+
+def test_state_memory_is_bounded() -> None:
+    sc = AnomalyScorer(2)
+    row = np.zeros(1, dtype=np.int32)
+    x = _noise(2000, 7)
+    ts = _ts(2000)
+
+    def nbytes() -> int:
+        return sum(v.nbytes for v in sc.snapshot().values())
+
+    for t in range(20):
+        sc.score_learn(row, x[t : t + 1], ts[t : t + 1])
+    early = nbytes()
+    for t in range(20, 2000):
+        sc.score_learn(row, x[t : t + 1], ts[t : t + 1])
+    assert nbytes() == early
+    assert sc.bytes_per_sensor() * 2 <= early
+
+
+def test_bad_rows_and_params_are_refused() -> None:
+    sc = AnomalyScorer(2)
+    with pytest.raises(IndexError):
+        sc.score_learn(np.array([2], dtype=np.int32), np.array([1.0]), np.array([0], dtype=np.int64))
+    with pytest.raises(ValueError, match="alpha_mean"):
+        AnomalyScorer(1, alpha_mean=0.0)
+    with pytest.raises(TypeError):
+        AnomalyScorer(1, no_such_param=1)
