@@ -108,7 +108,7 @@ def main() -> None:
 
     def spool_run() -> tuple[int, float]:
         class Down:
-            def write(self, body_gz: bytes) -> None:
+            def write(self, body_gz: bytes, timeout_ms: int | None = None) -> None:
                 from ingest.store.base import StoreUnavailable
                 raise StoreUnavailable("influx", "write", "down")
 

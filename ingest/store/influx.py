@@ -233,8 +233,8 @@ def parse_retry_after(value: str | None, now_s: float | None = None) -> float | 
 class LineSink(Protocol):
     """Sends one gzipped line-protocol body (ms precision) to the database."""
 
-    def write(self, body_gz: bytes) -> None:
-        """Raises StoreUnavailable (retry later) or StoreRejected (the body is bad)."""
+    def write(self, body_gz: bytes, timeout_ms: int | None = None) -> None:
+        """Raises StoreUnavailable (retry later, also on timeout) or StoreRejected (the body is bad)."""
 
     def close(self) -> None: ...
 
@@ -262,13 +262,14 @@ class InfluxHttp:
         self._writes: Any = service_cls(self._client.api_client)
         self._query: Any = self._client.query_api()
 
-    def write(self, body_gz: bytes) -> None:
+    def write(self, body_gz: bytes, timeout_ms: int | None = None) -> None:
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
             self._writes.post_write(org=self.org, bucket=self.bucket, body=body_gz, precision="ms",
-                                    content_encoding="gzip", content_type="text/plain; charset=utf-8")
+                                    content_encoding="gzip", content_type="text/plain; charset=utf-8",
+                                    _request_timeout=timeout_ms)
         except ApiException as exc:
             status = int(exc.status or 0)
             msg = f"HTTP {status} {exc.reason}: {(exc.body or b'')[:300]!r}"
@@ -370,14 +371,17 @@ class InfluxReadingStore:
     """:class:`ReadingStore` on InfluxDB with a durable outage spool (see the module docstring).
 
     ``background=False`` runs no drainer thread: call :meth:`drain` yourself (tests,
-    benchmarks). ``unregistered`` keeps the unregistered sensors' readings (and their
-    exact counts) in a small SQLite file, since InfluxDB cannot list them cheaply.
+    benchmarks). A direct write that takes longer than ``direct_timeout_ms`` counts as failed
+    and the batch is spooled, so a slow server cannot stall the ingest for long; spooled
+    records are sent with the transport's own (longer) timeout. ``unregistered`` keeps the
+    unregistered sensors' readings (and their exact counts) in a small SQLite file, since
+    InfluxDB cannot list them cheaply.
     """
 
     def __init__(self, sink: LineSink, spool: Spool, *, bucket: str = "", query: FluxRunner | None = None,
                  builder: LineBuilder | None = None, unregistered: SQLiteReadingStore | None = None,
                  backoff: Backoff = Backoff(), background: bool = True, metrics: Metrics | None = None,
-                 gzip_level: int = 1, idle_poll_s: float = 1.0,
+                 gzip_level: int = 1, idle_poll_s: float = 1.0, direct_timeout_ms: int = 2000,
                  wait: Callable[[float], object] | None = None) -> None:
         self._sink = sink
         self._spool = spool
@@ -389,6 +393,7 @@ class InfluxReadingStore:
         self._metrics = metrics
         self._gzip_level = gzip_level
         self._idle_poll_s = idle_poll_s
+        self._direct_timeout_ms = direct_timeout_ms
         self._wait = wait  # backoff sleep (default: interruptible by close()); injectable for tests
         self._write_lock = threading.Lock()
         self._drain_lock = threading.Lock()
@@ -430,7 +435,7 @@ class InfluxReadingStore:
         with self._write_lock:
             if self._spool.empty:
                 try:
-                    self._sink.write(body)
+                    self._sink.write(body, self._direct_timeout_ms)
                     self.direct_writes += 1
                     return
                 except StoreError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,6 +133,7 @@ def test_parse_retry_after() -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     status = 204
+    delay_s = 0.0
     headers_out: dict[str, str] = {}  # noqa: RUF012
     bodies: list[bytes] = []  # noqa: RUF012
 
@@ -139,6 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length", 0))
         raw = self.rfile.read(n)
         type(self).bodies.append(gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw)
+        if type(self).delay_s:
+            time.sleep(type(self).delay_s)  # a slow server (the test itself does not sleep)
         self.send_response(type(self).status)
         for k, v in type(self).headers_out.items():
             self.send_header(k, v)
@@ -153,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_server() -> Iterator[tuple[str, type[_Handler]]]:
-    handler = type("H", (_Handler,), {"status": 204, "headers_out": {}, "bodies": []})
+    handler = type("H", (_Handler,), {"status": 204, "delay_s": 0.0, "headers_out": {}, "bodies": []})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -258,7 +262,7 @@ class FakeSink:
         self.fail: StoreError | None = None
         self.calls = 0
 
-    def write(self, body_gz: bytes) -> None:
+    def write(self, body_gz: bytes, timeout_ms: int | None = None) -> None:
         self.calls += 1
         if self.fail is not None:
             raise self.fail
@@ -364,4 +368,20 @@ def test_unregistered_readings_are_listed(tmp_path: Path) -> None:
     [u] = store.unregistered_sensors()
     assert (u.enterprise_id, u.device_id, u.sensor_id, u.count) == ("E", "D", "stray", 1)
     assert len(_ts(sink)) == 4  # both readings go to InfluxDB every time (it overwrites duplicates)
+    store.close()
+
+
+def test_slow_server_batch_is_spooled_then_drained(http_server: tuple[str, type[_Handler]], tmp_path: Path) -> None:
+    url, h = http_server
+    http = InfluxHttp(url, "tok", "org", "bkt", timeout_ms=5000)
+    store = InfluxReadingStore(http, Spool(tmp_path / "spool", 1 << 20), background=False, direct_timeout_ms=200)
+    h.delay_s = 1.0
+    t = time.monotonic()
+    store.write_readings(grid_batch(3, 2, T0))
+    assert time.monotonic() - t < 0.9  # gave up after the direct timeout instead of waiting for the server
+    assert store.spooled_writes == 1
+    h.delay_s = 0.0
+    assert store.drain() == 1
+    assert store.buffer_bytes == 0
+    assert len(h.bodies[-1].splitlines()) == 6
     store.close()
