@@ -305,6 +305,7 @@ class AlarmEngine:
         if slow.any():
             si = np.flatnonzero(slow)
             self._slow(r[si], t[si], v[si], late[si], now_ms, out)
+            self._settle()  # the next round of this batch must see the new busy flags
             qi = np.flatnonzero(~slow)
             r, t, v, fs = r[qi], t[qi], v[qi], fs[qi]
         # fast path: nothing can change level; update state only
@@ -324,6 +325,7 @@ class AlarmEngine:
         seen[r] = np.maximum(seen[r], now_ms)
         self._set(R_DEAD, r, np.zeros(len(r), np.int8), v, t, out)
         self._power.prepare(self, r, t)
+        s2_before = st["level"][r, R_HIGH] >= Level.ORANGE
         for name in _LADDERS:
             self._ladder(name, r, v, t, late, out)
         # out of physical range
@@ -335,9 +337,15 @@ class AlarmEngine:
         # the rest uses in-order readings only
         if anylate:
             io = np.flatnonzero(~late_m)
-            r, t, v = r[io], t[io], v[io]
-            if len(r) == 0:
-                return
+            if len(io):
+                self._in_order(r[io], t[io], v[io], out)
+        else:
+            self._in_order(r, t, v, out)
+        self._cross(r, t, s2_before, now_ms, out)
+
+    def _in_order(self, r: I32, t: I64, v: F64, out: _Out) -> None:
+        """Slow-path rules that only in-order readings feed: flatline, ring/rate, power."""
+        st, cfg = self._st, self._cfg
         # flatline: exactly the same value for flat_ms
         flat_since = st["flat_since"]
         fs = np.where(v != st["last_v"][r], t, flat_since[r])
@@ -356,7 +364,6 @@ class AlarmEngine:
         if sp.any():
             st["spark_ms"][r[sp]] = t[sp]
         self._power.observe(self, r, t, v, out)
-        self._cross(r, int(t.max()), now_ms, out)
 
     def _anomaly_rule(self, r: I32, t: I64, v: F64, out: _Out) -> None:
         """Anomaly score >= ANOMALY_BLUE -> blue, held ANOMALY_HOLD_S after the last firing."""
@@ -377,7 +384,7 @@ class AlarmEngine:
     def _eta_ms(self, r: I32, v: F64, rate: F64) -> F64:
         thr = self._cfg.high.thr[r]
         nxt = np.min(np.where(thr > v[:, None], thr, np.inf), axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             eta = np.where(rate > 0, (nxt - v) / rate * 60000.0, np.inf)
         return np.asarray(eta, np.float64)
 
@@ -400,21 +407,33 @@ class AlarmEngine:
         self._set(R_RATE, r, new, rate, t, out)
 
     # -- cross-sensor rules --------------------------------------------------------------
-    def _cross(self, touched: I32, ts: int, now_ms: int, out: _Out) -> None:
-        cfg = self._cfg
-        # area vote: >= AREA_VOTE_N detectors of one area at stage 2 -> red on the area anchor
-        vt = touched[cfg.votes[touched] & (cfg.area[touched] >= 0)]
-        if len(vt):
-            self._area_vote(np.unique(cfg.area[vt]), ts, out)
-        # compound dust: temperature at orange (>= 70 °C) with a recent spark in the same area
-        ct = touched[(cfg.temp_compound[touched] | cfg.spark[touched]) & (cfg.area[touched] >= 0)]
-        if len(ct):
-            self._compound(np.unique(cfg.area[ct]), now_ms, ts, out)
+    def _cross(self, r: I32, t: I64, s2_before: npt.NDArray[np.bool_], now_ms: int, out: _Out) -> None:
+        """Cross-sensor rules for the slow rows ``r`` of one round.
 
-    def _area_vote(self, areas: I32, ts: int, out: _Out) -> None:
+        Transition times depend only on readings that changed something (never on which
+        other rows shared the batch): an area vote takes the newest reading whose stage-2
+        status changed; a compound alarm the newer of the temperature and the spark.
+        """
+        cfg, st = self._cfg, self._st
+        # area vote: >= AREA_VOTE_N detectors of one area at stage 2 -> red on the area anchor
+        vm = cfg.votes[r] & (cfg.area[r] >= 0)
+        if vm.any():
+            ch = vm & ((st["level"][r, R_HIGH] >= Level.ORANGE) != s2_before)
+            if ch.any():
+                areas, inv = np.unique(cfg.area[r[ch]], return_inverse=True)
+                ts = np.full(len(areas), NO_TS, np.int64)
+                np.maximum.at(ts, inv, t[ch])
+                self._area_vote(areas.astype(np.int32), ts, out)
+        # compound dust: temperature at orange (>= 70 °C) with a recent spark in the same area
+        cm = (cfg.temp_compound[r] | cfg.spark[r]) & (cfg.area[r] >= 0)
+        if cm.any():
+            self._compound(np.unique(cfg.area[r[cm]]).astype(np.int32), now_ms, None, out)
+
+    def _area_vote(self, areas: I32, ts: I64, out: _Out) -> None:
         cfg = self._cfg
         anchors = cfg.area_anchor[areas]
-        areas, anchors = areas[anchors >= 0], anchors[anchors >= 0]
+        ok = anchors >= 0
+        areas, anchors, ts = areas[ok], anchors[ok], ts[ok]
         if not len(areas):
             return
         voters = np.flatnonzero(cfg.votes & (cfg.area >= 0))
@@ -423,7 +442,9 @@ class AlarmEngine:
         new = np.where(counts >= AREA_VOTE_N, np.int8(Level.RED), np.int8(0)).astype(np.int8)
         self._set(R_VOTE, anchors.astype(np.int32), new, counts.astype(np.float64), ts, out)
 
-    def _compound(self, areas: I32, now_ms: int, ts: int, out: _Out) -> None:
+    def _compound(self, areas: I32, now_ms: int, tick_ts: int | None, out: _Out) -> None:
+        """Compound red on the temperature rows of ``areas``; event time = newer of the
+        temperature reading and the area's last spark (or ``tick_ts`` when a timer clears it)."""
         cfg, st = self._cfg, self._st
         na = len(cfg.area_keys)
         sparks = np.flatnonzero(cfg.spark & (cfg.area >= 0))
@@ -440,6 +461,7 @@ class AlarmEngine:
         recent = (ls != NO_TS) & (now_ms - np.where(ls == NO_TS, 0, ls) <= int(SPARK_WINDOW_S * 1000))
         hot = st["level"][temps, R_HIGH] >= Level.ORANGE
         new = np.where(recent & hot, np.int8(Level.RED), np.int8(0)).astype(np.int8)
+        ts = np.maximum(st["last_ts"][temps], ls) if tick_ts is None else np.full(len(temps), tick_ts, np.int64)
         self._set(R_COMP, temps.astype(np.int32), new, st["last_v"][temps].astype(np.float64), ts, out)
 
     # -- wall clock ----------------------------------------------------------------------

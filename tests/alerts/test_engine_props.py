@@ -1,0 +1,122 @@
+"""Property-based tests of the engine: pure inputs, bounded memory, restart equivalence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alerts.engine import AlarmEngine
+from alerts.transitions import Transitions
+from plantwatch.registry import Sensor
+from tests.alerts.conftest import T0, make_engine, sensor
+
+KINDS = ["gas.combustible", "gas.toxic", "gas.oxygen", "dust.hopper_temperature",
+         "dust.pressure_diff", "dust.spark", "dust.water_level", "power.residual_current"]
+N = len(KINDS)
+
+
+def sensors() -> list[Sensor]:
+    out = []
+    for i, k in enumerate(KINDS):
+        params: dict[str, Any] = {"flatline_s": 60.0, "delay_off_s": 10.0}
+        if k == "dust.pressure_diff":
+            params["baseline"] = 1000.0
+        if k == "dust.water_level":
+            params["low_limit"] = 1.0
+        out.append(sensor(f"S{i}", k, area="A" if i < 4 else "B", interval_s=5.0, **params))
+    return out
+
+
+SCALE = np.array([60.0, 30.0, 26.0, 90.0, 2000.0, 5.0, 3.0, 600.0])
+
+# one batch: list of (row, ts offset in s, value fraction of the kind's scale)
+reading = st.tuples(st.integers(-1, N - 1), st.integers(0, 120), st.floats(0.0, 1.2))
+batch = st.lists(reading, min_size=0, max_size=12)
+series = st.lists(st.tuples(batch, st.booleans()), min_size=1, max_size=12)  # (batch, tick after?)
+
+
+def arrays(b: list[tuple[int, int, float]], base: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = np.array([r for r, _, _ in b], np.int32)
+    ts = np.array([base + s * 1000 for _, s, _ in b], np.int64)
+    vals = np.array([f * SCALE[max(r, 0)] for r, _, f in b], np.float64)
+    return rows, ts, vals
+
+
+def run(e: AlarmEngine, ser: list[tuple[list[tuple[int, int, float]], bool]], start: int = 0) -> list[Any]:
+    out: list[Any] = []
+    for i, (b, tick) in enumerate(ser):
+        base = T0 + (start + i) * 30_000
+        r, t, v = arrays(b, base)
+        out.append(canon(e.evaluate(r, t, v, base + 60_000)))
+        if tick:
+            out.append(canon(e.tick(base + 90_000)))
+    return out
+
+
+def canon(tr: Transitions) -> list[tuple[int, int, int, int, int]]:
+    return sorted(zip(tr.row.tolist(), tr.rule.tolist(), tr.prev.tolist(), tr.level.tolist(),
+                      tr.ts_ms.tolist(), strict=True))
+
+
+PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPS
+@given(series)
+def test_evaluate_never_mutates_its_inputs(ser: list[tuple[list[tuple[int, int, float]], bool]]) -> None:
+    e = make_engine(sensors())
+    for i, (b, _) in enumerate(ser):
+        r, t, v = arrays(b, T0 + i * 30_000)
+        copies = (r.copy(), t.copy(), v.copy())
+        e.evaluate(r, t, v, T0 + i * 30_000 + 60_000)
+        assert all(np.array_equal(a, c) for a, c in zip((r, t, v), copies, strict=True))
+
+
+@PROPS
+@given(series, series)
+def test_memory_is_bounded_by_sensors_not_readings(a: Any, b: Any) -> None:
+    e = make_engine(sensors())
+    run(e, a)
+    shapes = {k: v.shape for k, v in e.snapshot().items()}
+    per_sensor = e.bytes_per_sensor()
+    run(e, b + b + b, start=len(a))
+    assert {k: v.shape for k, v in e.snapshot().items()} == shapes
+    assert e.bytes_per_sensor() == per_sensor
+
+
+@PROPS
+@given(series, series)
+def test_restore_then_continue_equals_never_stopping(a: Any, b: Any) -> None:
+    ref = make_engine(sensors())
+    run(ref, a)
+    snap = ref.snapshot()
+    restored = make_engine(sensors())
+    restored.restore({k: v.copy() for k, v in snap.items()})
+    assert run(restored, b, start=len(a)) == run(ref, b, start=len(a))
+    assert np.array_equal(restored.levels(), ref.levels())
+
+
+@PROPS
+@given(series)
+def test_fast_path_equals_full_rule_set(ser: Any) -> None:
+    fast, full = make_engine(sensors()), make_engine(sensors(), fast_path=False)
+    assert run(fast, ser) == run(full, ser)
+
+
+@PROPS
+@given(batch)
+def test_one_level_per_row_and_rule_and_transitions_chain(b: list[tuple[int, int, float]]) -> None:
+    e = make_engine(sensors())
+    r, t, v = arrays(b, T0)
+    tr = e.evaluate(r, t, v, T0 + 200_000)
+    seen: dict[tuple[int, int], int] = {}
+    for row, rule, prev, lvl in zip(tr.row, tr.rule, tr.prev, tr.level, strict=True):
+        key = (int(row), int(rule))
+        assert int(prev) == seen.get(key, 0)  # each transition starts where the last one ended
+        assert prev != lvl
+        seen[key] = int(lvl)
+    for (row, rule), lvl in seen.items():
+        assert int(e.levels()[row, rule]) == lvl
