@@ -75,7 +75,7 @@ def _cycle(c: float) -> list[EventSpec]:
     ]
 
 
-def demo_scenario(start_ms: int, duration_s: float = 3 * 3600.0, seed: int = 2026) -> Scenario:
+def demo_scenario(start_ms: int, duration_s: float = 24 * 3600.0, seed: int = 2026) -> Scenario:
     """The demo's three enterprises with incident cycles every 20 min from ``start_ms``."""
     ents, sensors = demo_sensors()
     events: list[EventSpec] = []

@@ -1,0 +1,142 @@
+"""Test helpers: run a scenario against a running service and get its alarms and the labels.
+
+    alarms, labels = await run_against_service(load_scenario("gas"), broker.url, svc.base)
+    report = score(alarms, labels)
+    assert not report.missed
+
+The scenario is published as fast as possible with timestamps ending at about now (so
+the service accepts them); the helper then polls ``GET {base}/api/v1/alarms?limit=10000``
+until the list stops changing for ``quiet_s`` (bounded by ``timeout_s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from plantwatch.domain import Level
+from simulators.labels import Label
+from simulators.publish import PublishStats, default_start_ms, run
+from simulators.scenario import Scenario
+
+
+def fetch_alarms(base_url: str, limit: int = 10_000, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """``GET {base}/api/v1/alarms?limit=N`` as a list of alarm objects."""
+    url = f"{base_url.rstrip('/')}/api/v1/alarms?limit={limit}"
+    with urllib.request.urlopen(url, timeout=timeout_s) as r:
+        data = json.loads(r.read())
+    if not isinstance(data, list):
+        raise ValueError(f"{url}: expected a JSON list, got {type(data).__name__}")
+    return data
+
+
+@dataclass(slots=True)
+class ServiceRun:
+    """Outcome of :func:`run_scenario`: alarms seen, the labels, and what was published."""
+
+    alarms: list[dict[str, Any]]
+    labels: list[Label]
+    stats: PublishStats
+
+
+async def _settle(base_url: str, quiet_s: float, timeout_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    last: list[dict[str, Any]] | None = None
+    stable_since = time.monotonic()
+    while True:
+        alarms = await asyncio.to_thread(fetch_alarms, base_url)
+        now = time.monotonic()
+        if alarms != last:
+            last, stable_since = alarms, now
+        elif now - stable_since >= quiet_s or now >= deadline:
+            return alarms
+        if now >= deadline:
+            return alarms
+        await asyncio.sleep(0.1)  # polling a real server; no virtual clock applies here
+
+
+async def run_scenario(scenario: Scenario, mqtt_url: str, base_url: str, *, start_ms: int | None = None,
+                       qos: int = 1, batch: bool = True, prefix: str = "plants", quiet_s: float = 1.0,
+                       timeout_s: float = 30.0, announce_offline: bool = False) -> ServiceRun:
+    """Publish ``scenario`` as fast as possible, wait for the service to settle, return all."""
+    start = start_ms if start_ms is not None else (
+        scenario.start_ms if scenario.start_ms is not None else default_start_ms(scenario.duration_s, math.inf))
+    sc = scenario.with_start(start)
+    stats = await run(sc, mqtt_url, speed=math.inf, qos=qos, batch=batch, prefix=prefix, start_ms=start,
+                      announce_offline=announce_offline)
+    alarms = await _settle(base_url, quiet_s, timeout_s)
+    return ServiceRun(alarms, sc.labels(), stats)
+
+
+async def run_against_service(scenario: Scenario, mqtt_url: str, base_url: str, **kw: Any
+                              ) -> tuple[list[dict[str, Any]], list[Label]]:
+    """(alarms, labels) after publishing ``scenario`` (see :func:`run_scenario` for options)."""
+    r = await run_scenario(scenario, mqtt_url, base_url, **kw)
+    return r.alarms, r.labels
+
+
+def run_against_service_sync(scenario: Scenario, mqtt_url: str, base_url: str, **kw: Any
+                             ) -> tuple[list[dict[str, Any]], list[Label]]:
+    """Blocking variant for synchronous tests (runs its own event loop)."""
+    return asyncio.run(run_against_service(scenario, mqtt_url, base_url, **kw))
+
+
+# -- scoring ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class Score:
+    """Labels detected (label id → matching alarm ids), missed, and unexplained alarms."""
+
+    detected: dict[str, list[int]] = field(default_factory=dict)
+    missed: list[Label] = field(default_factory=list)
+    unexplained: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def recall(self) -> float:
+        n = len(self.detected) + len(self.missed)
+        return len(self.detected) / n if n else 1.0
+
+
+def _level(name: Any) -> Level:
+    try:
+        return Level.parse(str(name))
+    except ValueError:
+        return Level.NONE
+
+
+def score(alarms: list[dict[str, Any]], labels: list[Label], *, use_time: bool = True,
+          slack_ms: int = 120_000) -> Score:
+    """Match alarms to labels.
+
+    A label with ``min_level`` above none is detected when an alarm on one of its
+    sensors reached at least that level (``peak_level`` if present, else ``level``)
+    and, with ``use_time``, was raised within [start − slack, settle + slack] (epoch ms;
+    turn it off if the service stamps alarms with wall time while the stream ran faster).
+    An alarm explained by no label (any level, any label) is ``unexplained``.
+    """
+    out = Score()
+    explained: set[int] = set()
+    for lab in labels:
+        hits = []
+        for a in alarms:
+            if a.get("enterprise_id") != lab.enterprise_id or a.get("sensor_id") not in lab.sensors:
+                continue
+            t = a.get("raised_at")
+            in_time = not use_time or (isinstance(t, int | float)
+                                       and lab.start_ms - slack_ms <= t <= lab.settle_ms + slack_ms)
+            if not in_time:
+                continue
+            explained.add(int(a["id"]))
+            if max(_level(a.get("peak_level")), _level(a.get("level"))) >= lab.min_level > Level.NONE:
+                hits.append(int(a["id"]))
+        if lab.min_level > Level.NONE:
+            if hits:
+                out.detected[lab.id] = hits
+            else:
+                out.missed.append(lab)
+    out.unexplained = [a for a in alarms if int(a["id"]) not in explained]
+    return out
