@@ -130,7 +130,10 @@ def test_gateway_death_silences_its_sensors_and_schedules_will_and_online() -> N
     sc = _one("gas.combustible", EventSpec("fault", "gateway_death", "e", 100, 200, device_id="gw"), same, other)
     plant = sc.plant()
     data = series(plant, [0, 1, 2])
-    win = lambda t: (t >= START_MS + 100_000) & (t < START_MS + 300_000)  # noqa: E731
+
+    def win(t: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        return (t >= START_MS + 100_000) & (t < START_MS + 300_000)
+
     assert not win(data[0][0]).any()
     assert not win(data[1][0]).any()
     assert win(data[2][0]).sum() == 40
