@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts.model import Alarm, AlarmEvent
 from ingest.store import AggRow, ReadingRow, StoreError, UnregisteredSensor, open_sqlite
@@ -245,3 +247,81 @@ def test_closed_store_raises_store_error(tmp_path: Path) -> None:
         s.write_readings(grid_batch(1, 1, T0))
     assert ei.value.op == "write_readings"
     assert ei.value.store == "sqlite"
+
+
+# -- chunked layout: buckets, dedup, compaction, against a reference model ---------------
+
+H = 3_600_000
+
+
+def test_queries_span_hour_buckets_and_windows_longer_than_an_hour(rstore: SQLiteReadingStore) -> None:
+    base = (T0 // (4 * H)) * (4 * H)
+    ts = [base + k * 600_000 for k in range(24)]  # every 10 min for 4 h: 4 hour buckets
+    vals = [float(k) for k in range(24)]
+    # written in three batches, the last one out of order
+    rstore.write_readings(make_batch(["E"] * 8, ["D"] * 8, ["S"] * 8, ts[:8], vals[:8], rows=[0] * 8))
+    rstore.write_readings(make_batch(["E"] * 8, ["D"] * 8, ["S"] * 8, ts[16:], vals[16:], rows=[0] * 8))
+    rstore.write_readings(make_batch(["E"] * 8, ["D"] * 8, ["S"] * 8, ts[8:16][::-1], vals[8:16][::-1],
+                                     rows=[0] * 8))
+    got = rstore.query_readings("E", "S", base + 1, base + 4 * H)
+    assert [r.value for r in got] == vals[1:]
+    assert [r.value for r in rstore.query_readings("E", "S", base, base + 4 * H, limit=7)] == vals[:7]
+    # a 2-hour window gathers two hour buckets; a 25-minute window crosses bucket borders
+    assert rstore.query_aggregate("E", "S", base, base + 4 * H, 2 * H) == [
+        AggRow(base, 5.5, 0.0, 11.0, 12), AggRow(base + 2 * H, 17.5, 12.0, 23.0, 12)]
+    agg = rstore.query_aggregate("E", "S", base, base + 4 * H, 1_500_000)
+    assert sum(a.count for a in agg) == 24
+    assert all(a.start_ms % 1_500_000 == 0 for a in agg)
+
+
+def test_compaction_keeps_answers_and_drops_duplicates(rstore: SQLiteReadingStore) -> None:
+    batches = [grid_batch(5, 4, T0 + k * 4000, seed=k) for k in range(10)]
+    for b in batches + batches[:4]:  # four redelivered batches
+        rstore.write_readings(b)
+    before = [rstore.query_readings("E1", f"S-{i:04d}", T0 - H, T0 + H) for i in range(5)]
+    agg_before = rstore.query_aggregate("E1", "S-0003", T0 - H, T0 + H, 10_000)
+    removed = rstore.compact(before_ms=T0 + 10 * H)
+    assert removed > 0
+    assert [rstore.query_readings("E1", f"S-{i:04d}", T0 - H, T0 + H) for i in range(5)] == before
+    assert rstore.query_aggregate("E1", "S-0003", T0 - H, T0 + H, 10_000) == agg_before
+    assert rstore.compact(before_ms=T0 + 10 * H) == 0  # idempotent
+    assert all(len(rows) == 40 for rows in before)
+
+
+def _reference(writes: list[list[tuple[int, float]]]) -> dict[int, float]:
+    first: dict[int, float] = {}
+    for w in writes:
+        for t, v in w:
+            first.setdefault(t, v)
+    return first
+
+
+_reading = st.tuples(st.integers(T0 - 3 * H, T0 + 3 * H), st.integers(-1000, 1000).map(lambda x: x / 4))
+
+
+@settings(max_examples=40, deadline=None)
+@given(writes=st.lists(st.lists(_reading, min_size=1, max_size=30), min_size=1, max_size=6),
+       start=st.integers(T0 - 4 * H, T0 + 4 * H), span=st.integers(1, 8 * H),
+       window=st.sampled_from([1, 1000, 60_000, 1_500_000, H, 5 * H]), limit=st.integers(1, 200))
+def test_matches_reference_model(tmp_path_factory: pytest.TempPathFactory, writes: list[list[tuple[int, float]]],
+                                 start: int, span: int, window: int, limit: int) -> None:
+    store = SQLiteReadingStore(tmp_path_factory.mktemp("prop") / "r.sqlite3")
+    try:
+        for w in writes:
+            n = len(w)
+            store.write_readings(make_batch(["E"] * n, ["D"] * n, ["S"] * n, [t for t, _ in w], [v for _, v in w],
+                                            rows=[0] * n))
+        ref = _reference(writes)
+        end = start + span
+        inside = sorted((t, v) for t, v in ref.items() if start <= t < end)
+        got = store.query_readings("E", "S", start, end, limit)
+        assert [(r.ts_ms, r.value) for r in got] == inside[:limit]
+        wins: dict[int, list[float]] = {}
+        for t, v in inside:
+            wins.setdefault(t - t % window, []).append(v)
+        want = [(k, min(vs), max(vs), len(vs), sum(vs) / len(vs)) for k, vs in sorted(wins.items())]
+        agg = store.query_aggregate("E", "S", start, end, window)
+        assert [(a.start_ms, a.min, a.max, a.count) for a in agg] == [w[:4] for w in want]
+        assert all(a.mean == pytest.approx(w[4]) for a, w in zip(agg, want, strict=True))
+    finally:
+        store.close()
