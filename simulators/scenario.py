@@ -192,7 +192,10 @@ def scenario_from_dict(data: Mapping[str, Any], where: str = "scenario") -> Scen
                   seed=int(_num(head, "seed", f"{where}: scenario", 0)), start_ms=_start_ms(head, f"{where}: scenario"),
                   tz_offset_h=_num(head, "tz_offset_h", f"{where}: scenario", 8.0),
                   description=str(head.get("description", "")))
-    sc.plant(sc.start_ms if sc.start_ms is not None else 0)  # validate now, naming the file
+    try:  # validate now, naming the file
+        sc.plant(sc.start_ms if sc.start_ms is not None else 0)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{where}: {exc.where}", exc.message) from None
     return sc
 
 
