@@ -23,7 +23,7 @@ sensors in the call (all numpy, no per-sensor Python loop):
 5. Refractory: after a score >= ``fire_level`` the sensor's scores ramp from 0 back to 1
    over ``refractory`` samples, so one incident fires once.
 
-Calibration (measured, ``benchmarks``-free: 20 x 20 000 samples of white noise): a score
+Calibration (measured on 20 x 20 000 samples of white noise): a score
 >= 0.5 comes about 2e-4 per sample (nominal 1e-5; the short surprise is right-skewed), >= 0.6
 5e-5, >= 0.7 1e-5, >= 0.8 never. At one sample a minute that is 0.24 / 0.07 / 0.015 / 0
 fires per sensor-day, so a rule grading alarms from this score should start above 0.5.
