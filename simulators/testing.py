@@ -25,13 +25,24 @@ from simulators.publish import PublishStats, default_start_ms, run
 from simulators.scenario import Scenario
 
 
-def fetch_alarms(base_url: str, limit: int = 10_000, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-    """``GET {base}/api/v1/alarms?limit=N`` as a list of alarm objects."""
-    url = f"{base_url.rstrip('/')}/api/v1/alarms?limit={limit}"
+def _get_json(url: str, timeout_s: float) -> Any:
     with urllib.request.urlopen(url, timeout=timeout_s) as r:
-        data = json.loads(r.read())
+        return json.loads(r.read())
+
+
+def fetch_alarms(base_url: str, limit: int = 10_000, timeout_s: float = 10.0, *,
+                 with_events: bool = False) -> list[dict[str, Any]]:
+    """``GET {base}/api/v1/alarms?limit=N`` as a list of alarm objects; with ``with_events``
+    each alarm also gets its ``events`` from ``GET {base}/api/v1/alarms/{id}``."""
+    base = base_url.rstrip("/")
+    url = f"{base}/api/v1/alarms?limit={limit}"
+    data = _get_json(url, timeout_s)
     if not isinstance(data, list):
         raise ValueError(f"{url}: expected a JSON list, got {type(data).__name__}")
+    if with_events:
+        for a in data:
+            detail = _get_json(f"{base}/api/v1/alarms/{a['id']}", timeout_s)
+            a["events"] = detail.get("events", []) if isinstance(detail, dict) else []
     return data
 
 
@@ -44,7 +55,7 @@ class ServiceRun:
     stats: PublishStats
 
 
-async def _settle(base_url: str, quiet_s: float, timeout_s: float) -> list[dict[str, Any]]:
+async def _settle(base_url: str, quiet_s: float, timeout_s: float, with_events: bool) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     last: list[dict[str, Any]] | None = None
     stable_since = time.monotonic()
@@ -54,22 +65,30 @@ async def _settle(base_url: str, quiet_s: float, timeout_s: float) -> list[dict[
         if alarms != last:
             last, stable_since = alarms, now
         elif now - stable_since >= quiet_s or now >= deadline:
-            return alarms
+            break
         if now >= deadline:
-            return alarms
+            break
         await asyncio.sleep(0.1)  # polling a real server; no virtual clock applies here
+    if with_events:
+        return await asyncio.to_thread(fetch_alarms, base_url, with_events=True)
+    return alarms
 
 
 async def run_scenario(scenario: Scenario, mqtt_url: str, base_url: str, *, start_ms: int | None = None,
                        qos: int = 1, batch: bool = True, prefix: str = "plants", quiet_s: float = 1.0,
-                       timeout_s: float = 30.0, announce_offline: bool = False) -> ServiceRun:
-    """Publish ``scenario`` as fast as possible, wait for the service to settle, return all."""
+                       timeout_s: float = 30.0, announce_offline: bool = False, with_events: bool = True
+                       ) -> ServiceRun:
+    """Publish ``scenario`` as fast as possible, wait for the service to settle, return all.
+
+    With ``with_events`` (default) every alarm carries its ``events`` (each transition
+    with ``ts_ms`` and ``level``), which :func:`score` uses to place episodes in time.
+    """
     start = start_ms if start_ms is not None else (
         scenario.start_ms if scenario.start_ms is not None else default_start_ms(scenario.duration_s, math.inf))
     sc = scenario.with_start(start)
     stats = await run(sc, mqtt_url, speed=math.inf, qos=qos, batch=batch, prefix=prefix, start_ms=start,
                       announce_offline=announce_offline)
-    alarms = await _settle(base_url, quiet_s, timeout_s)
+    alarms = await _settle(base_url, quiet_s, timeout_s, with_events)
     return ServiceRun(alarms, sc.labels(), stats)
 
 
@@ -108,30 +127,42 @@ def _level(name: Any) -> Level:
         return Level.NONE
 
 
+def _episodes(a: dict[str, Any]) -> list[tuple[int, Level]]:
+    """(ts_ms, level) of an alarm's level changes: its events if fetched, else raised_at/peak."""
+    evs = a.get("events")
+    if evs:
+        return [(int(e["ts_ms"]), _level(e.get("level"))) for e in evs if isinstance(e.get("ts_ms"), int)]
+    t = a.get("raised_at")
+    lvl = max(_level(a.get("peak_level")), _level(a.get("level")))
+    return [(int(t), lvl)] if isinstance(t, int | float) else []
+
+
 def score(alarms: list[dict[str, Any]], labels: list[Label], *, use_time: bool = True,
           slack_ms: int = 120_000) -> Score:
     """Match alarms to labels.
 
     A label with ``min_level`` above none is detected when an alarm on one of its
-    sensors reached at least that level (``peak_level`` if present, else ``level``)
-    and, with ``use_time``, was raised within [start − slack, settle + slack] (epoch ms;
-    turn it off if the service stamps alarms with wall time while the stream ran faster).
-    An alarm explained by no label (any level, any label) is ``unexplained``.
+    sensors reached at least that level and, with ``use_time``, did so inside
+    [start − slack, settle + slack] (epoch ms). Times come from the alarm's events
+    (one alarm per sensor and rule can carry several episodes), else from
+    ``raised_at``/``peak_level``. An alarm whose episodes fall in no label's window (on
+    one of that label's sensors) is ``unexplained``. Turn ``use_time`` off when the
+    service stamps transitions with wall time while the stream ran faster.
     """
     out = Score()
     explained: set[int] = set()
     for lab in labels:
         hits = []
+        lo, hi = lab.start_ms - slack_ms, lab.settle_ms + slack_ms
         for a in alarms:
             if a.get("enterprise_id") != lab.enterprise_id or a.get("sensor_id") not in lab.sensors:
                 continue
-            t = a.get("raised_at")
-            in_time = not use_time or (isinstance(t, int | float)
-                                       and lab.start_ms - slack_ms <= t <= lab.settle_ms + slack_ms)
-            if not in_time:
+            eps = _episodes(a)
+            inside = [lvl for t, lvl in eps if not use_time or lo <= t <= hi]
+            if not inside:
                 continue
             explained.add(int(a["id"]))
-            if max(_level(a.get("peak_level")), _level(a.get("level"))) >= lab.min_level > Level.NONE:
+            if max(inside) >= lab.min_level > Level.NONE:
                 hits.append(int(a["id"]))
         if lab.min_level > Level.NONE:
             if hits:
