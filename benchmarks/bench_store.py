@@ -12,6 +12,7 @@ after the server answered 204.
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import statistics
 import sys
@@ -55,6 +56,7 @@ def main() -> None:
     data = batches(args.batches, args.batch)
     total = sum(len(b) for b in data)
     results: list[tuple[str, float, list[float]]] = []
+    logging.disable(logging.WARNING)  # the server-down run logs one warning per batch
 
     def sqlite_run() -> tuple[int, float]:
         with tempfile.TemporaryDirectory() as d:
@@ -82,6 +84,28 @@ def main() -> None:
 
     results.append(("SQLite write_readings, full redelivery (all duplicates)",
                     *median_rate(args.runs, sqlite_redelivery_run)))
+
+    # one longer run: an hour of 1000 sensors at 1 Hz (3.6 M readings), then history queries
+    timings: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory() as d:
+        s = SQLiteReadingStore(Path(d) / "r.sqlite3")
+        hour = [grid_batch(SENSORS, 10, T0 + k * 10_000, seed=k) for k in range(360)]
+        t = time.perf_counter()
+        for b in hour:
+            s.write_readings(b)
+        results.append(("SQLite write_readings, 3.6 M readings into one file (single run)",
+                        3_600_000 / (time.perf_counter() - t), []))
+        for name, fn in (("query_readings: 1 h of one 1 Hz sensor (3600 rows)",
+                          lambda: s.query_readings("E1", "S-0500", T0, T0 + 3_600_000, 10**6)),
+                         ("query_aggregate: 1 h of one sensor, 1-min windows (60 rows)",
+                          lambda: s.query_aggregate("E1", "S-0500", T0, T0 + 3_600_000, 60_000))):
+            ts = []
+            for _ in range(args.runs):
+                t = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t)
+            timings.append((name, statistics.median(ts)))
+        s.close()
 
     def lp_run() -> tuple[int, float]:
         lb = LineBuilder(lambda row: ("gas.combustible", "tank farm"))
@@ -154,6 +178,11 @@ def main() -> None:
     print("|---|---:|---|")
     for name, med, rates in results:
         print(f"| {name} | {med:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+    print()
+    print("| SQLite query | median ms |")
+    print("|---|---:|")
+    for name, sec in timings:
+        print(f"| {name} | {sec * 1000:.2f} |")
 
 
 if __name__ == "__main__":
