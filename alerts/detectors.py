@@ -79,24 +79,26 @@ def ladder_step(
 def rate_per_min(ring_v: F64, ring_t: I64, count: I64, rows: I32, v: F64, ts: I64) -> F64:
     """Rate of change (unit/min) between ``v`` at ``ts`` and the oldest sample in the ring.
 
+    Rings are position-major ``(window, cap)``.
     Call after the reading was written (the ring spans the last ``w`` readings). 0 where
     there is no older sample.
     """
-    w = ring_v.shape[1]
+    w = ring_v.shape[0]
     cnt = count[rows]
     oldest = np.where(cnt > w, cnt % w, 0)
-    v0 = ring_v[rows, oldest]
-    t0 = ring_t[rows, oldest]
+    v0 = ring_v[oldest, rows]
+    t0 = ring_t[oldest, rows]
     dt = ts - t0
     ok = (cnt > 0) & (dt > 0)
     return np.where(ok, (v - v0) * 60000.0 / np.where(ok, dt, 1), 0.0)
 
 
 def ring_write(ring_v: F64, ring_t: I64, count: I64, rows: I32, v: F64, ts: I64) -> None:
-    """Append one reading per row to the ring buffers (write by index, no allocation)."""
-    w = ring_v.shape[1]
+    """Append one reading per row to the position-major ``(window, cap)`` rings (no allocation)."""
+    w, cap = ring_v.shape
     cnt = count[rows]
-    flat = rows * w + cnt % w  # flat index: faster than 2-D fancy indexing
+    pos = (cnt & (w - 1)) if w & (w - 1) == 0 else cnt % w  # power-of-two window: a mask
+    flat = pos * cap + rows  # flat index into the (window, cap) planes
     ring_v.reshape(-1)[flat] = v
     ring_t.reshape(-1)[flat] = ts
     count[rows] = cnt + 1

@@ -106,7 +106,6 @@ class AlarmEngine:
         cols = [
             Column("last_ts", np.int64, NO_TS), Column("last_v", np.float64, np.nan),
             Column("seen_ms", np.int64, NO_TS), Column("flat_since", np.int64, NO_TS),
-            Column("ring_v", np.float64, np.nan, (window,)), Column("ring_t", np.int64, 0, (window,)),
             Column("count", np.int64, 0), Column("busy", np.bool_, False),
             Column("spark_ms", np.int64, NO_TS), Column("anomaly_ms", np.int64, NO_TS),
             Column("level", np.int8, 0, (NR,)),
@@ -114,6 +113,10 @@ class AlarmEngine:
         for name in _LADDERS:
             cols += [Column(f"on_{name}", np.int64, NO_TS, (4,)), Column(f"off_{name}", np.int64, NO_TS)]
         self._st = RowState(cols, len(sensors))
+        # ring buffers are position-major (window, cap): a batch of sensors at the same
+        # position writes one contiguous plane instead of one cache line per sensor
+        self._ring_v = np.full((window, self._st.cap), np.nan)
+        self._ring_t = np.zeros((window, self._st.cap), np.int64)
         self._gw: dict[tuple[str, str], tuple[bool, int]] = {}  # (enterprise, device) -> (online, since)
         self._clock = NO_TS           # newest now_ms seen (restart grace reference)
         self._resume_from = NO_TS     # saved clock of a restored snapshot, until the first call
@@ -137,11 +140,18 @@ class AlarmEngine:
         if not self._fast_path:  # every reading takes the full rule set (reference behaviour)
             cfg.q_hi[:] = -np.inf
         self._st.grow(cfg.n)
+        if self._ring_v.shape[1] < self._st.cap:
+            rv = np.full((self._w, self._st.cap), np.nan)
+            rt = np.zeros((self._w, self._st.cap), np.int64)
+            rv[:, : self._ring_v.shape[1]] = self._ring_v
+            rt[:, : self._ring_t.shape[1]] = self._ring_t
+            self._ring_v, self._ring_t = rv, rt
         if len(self._mark) < self._st.cap:
             self._mark = np.zeros(self._st.cap, np.intp)
         self._cfg = cfg
         self._n = cfg.n
         self._rebuild_gateways()
+        self._rebuild_areas()
         self._power.sync(cfg, self._st.cap)
         if self._anomaly_on:
             if self._anomaly is None:
@@ -163,6 +173,22 @@ class AlarmEngine:
                     self._dev_since[d] = st[1]
         self._row_dev = np.where(cfg.dev >= 0, cfg.dev, nd).astype(np.int32)
 
+    def _rebuild_areas(self) -> None:
+        """Per-area derived state (stage-2 counts, last spark, temperature rows by area)."""
+        cfg, st = self._cfg, self._st
+        na = len(cfg.area_keys)
+        in_area = cfg.area >= 0
+        voters = np.flatnonzero(cfg.votes & in_area)
+        s2 = st["level"][voters, R_HIGH] >= Level.ORANGE
+        self._area_s2 = np.bincount(cfg.area[voters], weights=s2, minlength=na).astype(np.int32)
+        sparks = np.flatnonzero(cfg.spark & in_area)
+        self._area_spark = np.full(na, NO_TS, np.int64)
+        np.maximum.at(self._area_spark, cfg.area[sparks], st["spark_ms"][sparks])
+        temps = np.flatnonzero(cfg.temp_compound & in_area)
+        temps = temps[np.argsort(cfg.area[temps], kind="stable")]
+        self._temp_rows = temps.astype(np.int32)
+        self._temp_ptr = np.searchsorted(cfg.area[temps], np.arange(na + 1)).astype(np.int64)
+
     @property
     def size(self) -> int:
         """Number of sensor rows compiled."""
@@ -170,7 +196,8 @@ class AlarmEngine:
 
     def bytes_per_sensor(self) -> int:
         """State bytes per sensor row (ring buffer, timers, levels), excluding config vectors."""
-        return self._st.nbytes_per_row() + self._power.bytes_per_row()
+        ring = self._w * (self._ring_v.itemsize + self._ring_t.itemsize)
+        return self._st.nbytes_per_row() + ring + self._power.bytes_per_row()
 
     def level(self, row: int, rule: str) -> Level:
         """Current level of one (row, rule) pair (for tests and the API)."""
@@ -186,7 +213,7 @@ class AlarmEngine:
         rows = np.asarray(rows, np.int32)
         st = self._st
         v = st["last_v"][rows].astype(np.float64)
-        rate = det.rate_per_min(st["ring_v"], st["ring_t"], st["count"], rows, v,
+        rate = det.rate_per_min(self._ring_v, self._ring_t, st["count"], rows, v,
                                 st["last_ts"][rows].astype(np.int64))
         eta = self._eta_ms(rows, v, rate) / 1000.0
         return rate, eta
@@ -217,6 +244,10 @@ class AlarmEngine:
         mark = self._mark
         mark[r] = idx
         if np.array_equal(mark[r], idx):
+            if n > 4096 and not bool((r[1:] > r[:-1]).all()):
+                # unique but unordered: visiting state in row order is cheaper than the sort
+                order = np.argsort(r)
+                r, t, v = r[order], t[order], v[order]
             self._round(r, t, v, now_ms, out)
         else:
             order = np.lexsort((t, r))
@@ -302,18 +333,26 @@ class AlarmEngine:
         if self._anomaly is not None:
             io = np.flatnonzero(~late)
             self._anomaly_rule(r[io], t[io], v[io], out)
-        if slow.any():
+        any_slow = bool(slow.any())
+        if any_slow:  # keep what the fast update below overwrites for the slow rows
             si = np.flatnonzero(slow)
-            self._slow(r[si], t[si], v[si], late[si], now_ms, out)
-            self._settle()  # the next round of this batch must see the new busy flags
-            qi = np.flatnonzero(~slow)
-            r, t, v, fs = r[qi], t[qi], v[qi], fs[qi]
-        # fast path: nothing can change level; update state only
+            rs = r[si]
+            pos = st["count"][rs] % self._w
+            keep = [(st[k], st[k][rs]) for k in ("seen_ms", "last_ts", "last_v", "flat_since", "count")]
+            keep_ring = (pos, self._ring_v[pos, rs], self._ring_t[pos, rs])
+        # fast path for every row (nothing can change level on a quiet row): state only
         st["seen_ms"][r] = now_ms
         st["last_ts"][r] = t
         st["last_v"][r] = v
         st["flat_since"][r] = fs
-        det.ring_write(st["ring_v"], st["ring_t"], st["count"], r, v, t)
+        det.ring_write(self._ring_v, self._ring_t, st["count"], r, v, t)
+        if any_slow:
+            for arr, old in keep:
+                arr[rs] = old
+            self._ring_v[keep_ring[0], rs] = keep_ring[1]
+            self._ring_t[keep_ring[0], rs] = keep_ring[2]
+            self._slow(rs, t[si], v[si], late[si], now_ms, out)
+            self._settle()  # the next round of this batch must see the new busy flags
 
     def _slow(self, r: I32, t: I64, v: F64, late_m: npt.NDArray[np.bool_], now_ms: int, out: _Out) -> None:
         """Every rule for rows that are near a threshold, alarmed, timing or late."""
@@ -354,7 +393,7 @@ class AlarmEngine:
         flat = ((flat_ms > 0) & (t - fs >= flat_ms)) * np.int8(Level.ORANGE)
         self._set(R_FLAT, r, flat.astype(np.int8), v, t, out)
         # rate of rise and predicted time to the next threshold
-        ring_v, ring_t, count = st["ring_v"], st["ring_t"], st["count"]
+        ring_v, ring_t, count = self._ring_v, self._ring_t, st["count"]
         det.ring_write(ring_v, ring_t, count, r, v, t)
         rate = det.rate_per_min(ring_v, ring_t, count, r, v, t)
         self._rate_rule(r, t, v, rate, out)
@@ -363,6 +402,9 @@ class AlarmEngine:
         sp = cfg.spark[r] & (v > 0)
         if sp.any():
             st["spark_ms"][r[sp]] = t[sp]
+            spa = cfg.area[r[sp]]
+            ok = spa >= 0
+            np.maximum.at(self._area_spark, spa[ok], t[sp][ok])
         self._power.observe(self, r, t, v, out)
 
     def _anomaly_rule(self, r: I32, t: I64, v: F64, out: _Out) -> None:
@@ -414,55 +456,52 @@ class AlarmEngine:
         other rows shared the batch): an area vote takes the newest reading whose stage-2
         status changed; a compound alarm the newer of the temperature and the spark.
         """
-        cfg, st = self._cfg, self._st
-        # area vote: >= AREA_VOTE_N detectors of one area at stage 2 -> red on the area anchor
-        vm = cfg.votes[r] & (cfg.area[r] >= 0)
-        if vm.any():
-            ch = vm & ((st["level"][r, R_HIGH] >= Level.ORANGE) != s2_before)
-            if ch.any():
-                areas, inv = np.unique(cfg.area[r[ch]], return_inverse=True)
-                ts = np.full(len(areas), NO_TS, np.int64)
-                np.maximum.at(ts, inv, t[ch])
-                self._area_vote(areas.astype(np.int32), ts, out)
+        cfg = self._cfg
+        self._vote(r, t, s2_before, out)
         # compound dust: temperature at orange (>= 70 °C) with a recent spark in the same area
         cm = (cfg.temp_compound[r] | cfg.spark[r]) & (cfg.area[r] >= 0)
         if cm.any():
             self._compound(np.unique(cfg.area[r[cm]]).astype(np.int32), now_ms, None, out)
 
-    def _area_vote(self, areas: I32, ts: I64, out: _Out) -> None:
+    def _vote(self, r: I32, t: I64, s2_before: npt.NDArray[np.bool_], out: _Out) -> None:
+        """Area vote: >= AREA_VOTE_N detectors of one area at stage 2 -> red on the area anchor."""
         cfg = self._cfg
+        vm = cfg.votes[r] & (cfg.area[r] >= 0)
+        if not vm.any():
+            return
+        s2 = self._st["level"][r, R_HIGH] >= Level.ORANGE
+        ch = vm & (s2 != s2_before)
+        if not ch.any():
+            return
+        a = cfg.area[r[ch]]
+        np.add.at(self._area_s2, a, np.where(s2[ch], 1, -1).astype(np.int32))
+        areas, inv = np.unique(a, return_inverse=True)
+        ts = np.full(len(areas), NO_TS, np.int64)
+        np.maximum.at(ts, inv, t[ch])
         anchors = cfg.area_anchor[areas]
         ok = anchors >= 0
         areas, anchors, ts = areas[ok], anchors[ok], ts[ok]
-        if not len(areas):
-            return
-        voters = np.flatnonzero(cfg.votes & (cfg.area >= 0))
-        stage2 = self._st["level"][voters, R_HIGH] >= Level.ORANGE
-        counts = np.bincount(cfg.area[voters], weights=stage2, minlength=len(cfg.area_keys))[areas]
+        counts = self._area_s2[areas]
         new = np.where(counts >= AREA_VOTE_N, np.int8(Level.RED), np.int8(0)).astype(np.int8)
         self._set(R_VOTE, anchors.astype(np.int32), new, counts.astype(np.float64), ts, out)
 
     def _compound(self, areas: I32, now_ms: int, tick_ts: int | None, out: _Out) -> None:
         """Compound red on the temperature rows of ``areas``; event time = newer of the
         temperature reading and the area's last spark (or ``tick_ts`` when a timer clears it)."""
-        cfg, st = self._cfg, self._st
-        na = len(cfg.area_keys)
-        sparks = np.flatnonzero(cfg.spark & (cfg.area >= 0))
-        last_spark = np.full(na, NO_TS, np.int64)
-        if len(sparks):
-            np.maximum.at(last_spark, cfg.area[sparks], st["spark_ms"][sparks])
-        in_area = np.zeros(na, bool)
-        in_area[areas] = True
-        temps = np.flatnonzero(cfg.temp_compound & (cfg.area >= 0))
-        temps = temps[in_area[cfg.area[temps]]]
-        if not len(temps):
+        st = self._st
+        lo, hi = self._temp_ptr[areas], self._temp_ptr[areas + 1]
+        cnt = hi - lo
+        total = int(cnt.sum())
+        if total == 0:
             return
-        ls = last_spark[cfg.area[temps]]
+        starts = np.repeat(lo - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt)
+        temps = self._temp_rows[starts + np.arange(total)]
+        ls = self._area_spark[self._cfg.area[temps]]
         recent = (ls != NO_TS) & (now_ms - np.where(ls == NO_TS, 0, ls) <= int(SPARK_WINDOW_S * 1000))
         hot = st["level"][temps, R_HIGH] >= Level.ORANGE
         new = np.where(recent & hot, np.int8(Level.RED), np.int8(0)).astype(np.int8)
         ts = np.maximum(st["last_ts"][temps], ls) if tick_ts is None else np.full(len(temps), tick_ts, np.int64)
-        self._set(R_COMP, temps.astype(np.int32), new, st["last_v"][temps].astype(np.float64), ts, out)
+        self._set(R_COMP, temps, new, st["last_v"][temps].astype(np.float64), ts, out)
 
     # -- wall clock ----------------------------------------------------------------------
     def _on_clock(self, now_ms: int) -> None:
@@ -504,7 +543,10 @@ class AlarmEngine:
             last_ts = st["last_ts"][rows].astype(np.int64)
             t_eff = np.minimum(now_ms, last_ts + cfg.dm_blue_ms[rows])
             t_eff = np.maximum(t_eff, last_ts)
+            s2_before = st["level"][rows, R_HIGH] >= Level.ORANGE
             self._ladder(name, rows, st["last_v"][rows].astype(np.float64), t_eff, None, out)
+            if name == "high":
+                self._vote(rows, t_eff, s2_before, out)
             self._dirty.append(rows)
         # compound: sparks age out of the window
         comp = np.flatnonzero(st["level"][:n, R_COMP] > 0)
@@ -547,6 +589,8 @@ class AlarmEngine:
     def snapshot(self) -> dict[str, np.ndarray[Any, Any]]:
         """State and running timers as plain arrays (``np.savez``-safe)."""
         snap: dict[str, np.ndarray[Any, Any]] = dict(self._st.snapshot(self._n, "s."))
+        snap["s.ring_v"] = self._ring_v[:, : self._n].T.copy()   # (rows, window)
+        snap["s.ring_t"] = self._ring_t[:, : self._n].T.copy()
         keys = list(self._gw)
         snap["gw.enterprise"] = np.array([k[0] for k in keys], dtype=np.str_)
         snap["gw.device"] = np.array([k[1] for k in keys], dtype=np.str_)
@@ -567,6 +611,12 @@ class AlarmEngine:
             raise ValueError(f"snapshot rule names {names} are not a prefix of {self.rule_names}")
         st_snap = {k: v for k, v in snap.items() if k.startswith("s.")}
         rows = self._st.restore(st_snap, "s.")
+        for key, ring in (("s.ring_v", self._ring_v), ("s.ring_t", self._ring_t)):
+            a = snap.get(key)
+            if a is not None:
+                if a.shape[1] != self._w or len(a) > ring.shape[1]:
+                    raise ValueError(f"snapshot {key} has shape {a.shape}, expected (<= {ring.shape[1]}, {self._w})")
+                ring[:, : len(a)] = a.T
         if rows > self._n:
             raise ValueError(f"snapshot holds {rows} rows but the registry has {self._n}")
         self._gw = {
@@ -575,6 +625,7 @@ class AlarmEngine:
                                   snap.get("gw.online", []), snap.get("gw.since", []), strict=True)
         }
         self._rebuild_gateways()
+        self._rebuild_areas()
         self._clock = int(snap.get("clock", np.array([NO_TS]))[0])
         self._resume_from = self._clock
         self._dirty.append(np.arange(rows, dtype=np.int32))
