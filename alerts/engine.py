@@ -150,6 +150,14 @@ class AlarmEngine:
             self._mark = np.zeros(self._st.cap, np.intp)
         self._cfg = cfg
         self._n = cfg.n
+
+        def has(thr: F64) -> npt.NDArray[np.bool_]:
+            return np.asarray(np.isfinite(thr).any(axis=1), dtype=bool)
+
+        self._ladder_on: dict[str, npt.NDArray[np.bool_]] = {  # rows that have each ladder
+            "high": has(cfg.high.thr), "low": has(cfg.low.thr), "baseline": has(cfg.baseline_ladder.thr),
+            "overload": has(cfg.overload.thr) | cfg.main_meter,  # meter blue is set per reading
+        }
         self._rebuild_gateways()
         self._rebuild_areas()
         self._power.sync(cfg, self._st.cap)
@@ -317,6 +325,13 @@ class AlarmEngine:
         lad: LadderArrays = getattr(self._cfg, "baseline_ladder" if name == "baseline" else name)
         rule = _LADDER_RULE[name]
         prev = self._st["level"][rows, rule]
+        use = self._ladder_on[name][rows] | (prev > 0)
+        if not use.all():  # only rows that have this rule (or still hold a level from before)
+            if not use.any():
+                return
+            i = np.flatnonzero(use)
+            rows, v, ts, prev = rows[i], v[i], ts[i], prev[i]
+            late = None if late is None else late[i]
         x = self._ladder_x(name, rows, v)
         new = det.ladder_step(lad, self._st[f"on_{name}"], self._st[f"off_{name}"],
                               rows, x, ts, prev, late)
