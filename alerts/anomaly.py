@@ -9,7 +9,8 @@ sensors in the call (all numpy, no per-sensor Python loop):
    ``z_point`` is the residual against the EWMA forecast in units of the EW mean absolute
    residual (floored by a fraction of the long spread, so a flat signal cannot divide by
    zero); ``z_level`` compares the mean of the newest ``level_window`` values with the
-   older ring contents (a level shift or drift, in units of the older spread).
+   older ring contents (a level shift or drift, in units of the older spread). The ring's
+   sums are kept as running sums, so the cost per sample is O(1), not O(ring).
 2. ``short`` = EW average of ``u`` over a few samples (a sustained change counts more
    than one blip).
 3. Tail transform (the "anomaly likelihood" idea): ``short`` is compared with the long-run
@@ -23,14 +24,14 @@ sensors in the call (all numpy, no per-sensor Python loop):
 5. Refractory: after a score >= ``fire_level`` the sensor's scores ramp from 0 back to 1
    over ``refractory`` samples, so one incident fires once.
 
-Calibration (measured on 20 x 20 000 samples of white noise): a score
->= 0.5 comes about 2e-4 per sample (nominal 1e-5; the short surprise is right-skewed), >= 0.6
-5e-5, >= 0.7 1e-5, >= 0.8 never. At one sample a minute that is 0.24 / 0.07 / 0.015 / 0
-fires per sensor-day, so a rule grading alarms from this score should start above 0.5.
+Calibration (measured on 20 x 20 000 samples of white noise, after 1000 samples): a score
+>= 0.5 comes about 1.7e-4 per sample (nominal 1e-5; the short surprise is right-skewed),
+>= 0.6 4e-5, >= 0.7 8e-6, >= 0.8 3e-6. At one sample a minute that is 0.24 / 0.06 / 0.011 /
+0.004 fires per sensor-day, so a rule grading alarms from this score should start above 0.5.
 
 A row's score depends only on that row and earlier ones: it is computed before the sample
-is learnt. Memory per sensor: see :meth:`AnomalyScorer.bytes_per_sensor` (about 1.6 KiB
-with the defaults: a 128-value ring and 3 x 24 seasonal cells, float64).
+is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1704 bytes with the
+defaults (a 128-value ring, 3 x 24 seasonal cells and 15 scalars, 8 bytes each).
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ class AnomalyParams:
             a = getattr(self, name)
             if not 0.0 < a <= 1.0:
                 raise ValueError(f"AnomalyParams.{name} must be in (0, 1], got {a}")
-        if self.ring < 2 or not 1 <= self.level_window < self.ring:
-            raise ValueError("AnomalyParams: need ring >= 2 and 1 <= level_window < ring")
+        if not 2 <= self.level_window < self.ring:
+            raise ValueError("AnomalyParams: need 2 <= level_window < ring")
         if self.tail_digits <= 0 or self.refractory < 0 or self.warmup < 0:
             raise ValueError("AnomalyParams: need tail_digits > 0, refractory >= 0, warmup >= 0")
         if self.season_ms <= 0 or self.season_buckets < 1 or not 0.0 <= self.season_lo <= 1.0:
@@ -90,6 +91,7 @@ class AnomalyParams:
 
 
 _LN10 = math.log(10.0)
+_SD_TO_MAD = math.sqrt(2.0 / math.pi)  # mean absolute deviation / standard deviation (Gaussian)
 # Numerical Recipes erfcc: erfc(x) = t exp(-x^2 + P(t)), t = 1 / (1 + x/2), rel. error < 1.2e-7
 _ERFC_COEF = (
     -1.26551223,
@@ -128,6 +130,10 @@ _STATE1 = (
     ("mu_u", np.float64, 0.0),  # long-run mean of the short surprise
     ("var_u", np.float64, 0.0),  # long-run variance of the short surprise
     ("head", np.int64, 0),  # ring write position
+    ("ref", np.float64, 0.0),  # reference the ring sums are centred on
+    ("sum_old", np.float64, 0.0),  # sum of (older ring values - ref)
+    ("sumsq_old", np.float64, 0.0),  # sum of their squares
+    ("sum_rec", np.float64, 0.0),  # sum of (newest level_window - 1 values - ref)
     ("fired", np.int64, -(10**9)),  # sample count at the last fire
 )
 _STATE2 = ("ring", "s_mean", "s_dev", "s_cnt")
@@ -147,13 +153,16 @@ class AnomalyScorer:
         self.mu_u = np.zeros(0)
         self.var_u = np.zeros(0)
         self.head = np.zeros(0, dtype=np.int64)
+        self.ref = np.zeros(0)
+        self.sum_old = np.zeros(0)
+        self.sumsq_old = np.zeros(0)
+        self.sum_rec = np.zeros(0)
         self.fired = np.zeros(0, dtype=np.int64)
         self.ring = np.zeros((0, self.params.ring))  # recent values
         nb = self.params.season_buckets
         self.s_mean = np.zeros((0, nb))  # seasonal EW mean per time-of-day bucket
         self.s_dev = np.zeros((0, nb))  # seasonal EW mean absolute deviation
         self.s_cnt = np.zeros((0, nb))  # visits per bucket
-        self._age = np.arange(self.params.ring)
         self.grow(capacity)
 
     def bytes_per_sensor(self) -> int:
@@ -210,7 +219,6 @@ class AnomalyScorer:
             raise ValueError("rows, values and ts_ms must be 1-D arrays of the same length")
         if r.size and (int(r.min()) < 0 or int(r.max()) >= self.capacity):
             raise IndexError(f"row outside the scorer's capacity {self.capacity}; call grow() first")
-        k = np.arange(len(r))
         n = self.n[r]
         first = n == 0
         mean = np.where(first, x, self.mean[r])
@@ -223,21 +231,18 @@ class AnomalyScorer:
         resid = x - mean
         z_point = np.abs(resid) / s
 
-        # 1b. level shift: mean of the newest values (incl. this one) against the older ring contents
-        ring = self.ring[r]
-        head = self.head[r]
+        # 1b. level shift: mean of the newest level_window values (incl. this one) against the older
+        # ring contents, from running sums (centred on a per-sensor reference, refreshed each lap)
         w = p.level_window
-        age = (head[:, None] - 1 - self._age[None, :]) % p.ring  # slot of the value `age` samples back
+        ref = self.ref[r]
         filled = np.minimum(n, p.ring)
-        by_age = ring[k[:, None], age]  # by_age[:, j] = value j+1 samples back
-        older = (self._age[None, :] >= w - 1) & (self._age[None, :] < filled[:, None])
-        cnt = older.sum(axis=1)
+        cnt = np.maximum(filled - (w - 1), 0)
         cntf = np.maximum(cnt, 1).astype(np.float64)
-        o_mean = np.where(older, by_age, 0.0).sum(axis=1) / cntf
-        o_dev = np.where(older, np.abs(by_age - o_mean[:, None]), 0.0).sum(axis=1) / cntf
-        o_dev = np.maximum(o_dev, np.maximum(floor, 0.5 * s))
-        recent = (by_age[:, : w - 1].sum(axis=1) + x) / w
-        z_level = np.where(cnt >= 2 * w, 0.5 * math.sqrt(w) * np.abs(recent - o_mean) / o_dev, 0.0)
+        o_mean_c = self.sum_old[r] / cntf
+        o_sd = np.sqrt(np.maximum(self.sumsq_old[r] / cntf - o_mean_c * o_mean_c, 0.0))
+        o_dev = np.maximum(_SD_TO_MAD * o_sd, np.maximum(floor, 0.5 * s))
+        recent_c = (self.sum_rec[r] + (x - ref)) / w
+        z_level = np.where(cnt >= 2 * w, 0.5 * math.sqrt(w) * np.abs(recent_c - o_mean_c) / o_dev, 0.0)
 
         u = np.minimum(np.maximum(z_point, z_level), p.max_z)
         u = np.where(n < 3, 0.0, u)
@@ -286,15 +291,53 @@ class AnomalyScorer:
         d_up = np.maximum(d, 0.0) if p.upper else d
         k_up = 2.0 if p.upper else 1.0
         self.var_u[r] = np.where(learn_u, (1 - a_l) * (self.var_u[r] + a_l * k_up * d_up * d_up), self.var_u[r])
-        ring[k, head] = x
-        self.ring[r] = ring
-        self.head[r] = (head + 1) % p.ring
+        self._learn_ring(r, x, n)
         a_q = np.maximum(p.season_alpha, 1.0 / (sc + 1.0))
         self.s_dev[r, bucket] = np.where(sc > 0, (1 - a_q) * sd + a_q * np.abs(x - sm), 0.0)
         self.s_mean[r, bucket] = np.where(sc > 0, (1 - a_q) * sm + a_q * x, x)
         self.s_cnt[r, bucket] = np.minimum(sc + 1.0, 1e9)
         self.n[r] = n + 1
         return np.asarray(score, dtype=np.float64)
+
+    def _learn_ring(self, r: npt.NDArray[np.intp], x: F64, n: I64) -> None:
+        """Insert ``x`` into the rings and update the running sums in O(1) per row."""
+        p = self.params
+        big, w = p.ring, p.level_window
+        head = self.head[r]
+        ref = np.where(n == 0, x, self.ref[r])
+        self.ref[r] = ref
+        sum_old, sumsq_old, sum_rec = self.sum_old[r], self.sumsq_old[r], self.sum_rec[r]
+        # the oldest value leaves the ring (it was in the older set)
+        v = self.ring[r, head] - ref
+        leave = n >= big
+        sum_old = np.where(leave, sum_old - v, sum_old)
+        sumsq_old = np.where(leave, sumsq_old - v * v, sumsq_old)
+        # the value w-2 samples back moves from the recent set to the older set
+        v = self.ring[r, (head - (w - 1)) % big] - ref
+        move = n >= w - 1
+        sum_rec = np.where(move, sum_rec - v, sum_rec)
+        sum_old = np.where(move, sum_old + v, sum_old)
+        sumsq_old = np.where(move, sumsq_old + v * v, sumsq_old)
+        self.ring[r, head] = x
+        sum_rec = sum_rec + (x - ref)
+        head = (head + 1) % big
+        self.head[r] = head
+        self.sum_old[r], self.sumsq_old[r], self.sum_rec[r] = sum_old, sumsq_old, sum_rec
+        # once per lap, recompute the sums exactly around a fresh reference (no drift, no cancellation)
+        lap = r[head == 0]
+        if lap.size:
+            ages = np.arange(big)
+            by_age = self.ring[lap[:, None], (-1 - ages[None, :]) % big]
+            filled = np.minimum(self.n[lap] + 1, big)
+            older = (ages[None, :] >= w - 1) & (ages[None, :] < filled[:, None])
+            recent = ages[None, :] < np.minimum(w - 1, filled)[:, None]
+            cnt = np.maximum(older.sum(axis=1), 1)
+            new_ref = np.where(older, by_age, 0.0).sum(axis=1) / cnt
+            c = by_age - new_ref[:, None]
+            self.ref[lap] = new_ref
+            self.sum_old[lap] = np.where(older, c, 0.0).sum(axis=1)
+            self.sumsq_old[lap] = np.where(older, c * c, 0.0).sum(axis=1)
+            self.sum_rec[lap] = np.where(recent, c, 0.0).sum(axis=1)
 
     def params_dict(self) -> dict[str, float | int | bool]:
         """The parameters as a plain dict."""

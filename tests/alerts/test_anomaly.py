@@ -163,3 +163,23 @@ def test_bad_rows_and_params_are_refused() -> None:
         AnomalyScorer(1, alpha_mean=0.0)
     with pytest.raises(TypeError):
         AnomalyScorer(1, no_such_param=1)
+
+
+def test_running_ring_sums_match_an_exact_recount() -> None:
+    # O(1) level test: the running sums must equal a recount of the ring at every step,
+    # also for large values with a small spread (centred sums, no cancellation)
+    big, w = 16, 4
+    sc = AnomalyScorer(3, ring=big, level_window=w)
+    rng = np.random.default_rng(0)
+    ages = np.arange(big)
+    for t in range(200):
+        rows = rng.permutation(3)[: rng.integers(1, 4)].astype(np.int32)
+        sc.score_learn(rows, rng.normal(1e6, 1.0, len(rows)), np.full(len(rows), t * MIN_MS, dtype=np.int64))
+        for r in range(3):
+            filled = min(int(sc.n[r]), big)
+            by_age = sc.ring[r, (sc.head[r] - 1 - ages) % big] - sc.ref[r]
+            older = (ages >= w - 1) & (ages < filled)
+            recent = ages < min(w - 1, filled)
+            assert by_age[older].sum() == pytest.approx(sc.sum_old[r], abs=1e-9)
+            assert (by_age[older] ** 2).sum() == pytest.approx(sc.sumsq_old[r], abs=1e-9)
+            assert by_age[recent].sum() == pytest.approx(sc.sum_rec[r], abs=1e-9)
