@@ -203,9 +203,15 @@ class AlarmEngine:
         return self._n
 
     def bytes_per_sensor(self) -> int:
-        """State bytes per sensor row (ring buffer, timers, levels), excluding config vectors."""
+        """State bytes per sensor row (ring buffer, timers, levels, anomaly scorer when on),
+        excluding the compiled configuration vectors."""
         ring = self._w * (self._ring_v.itemsize + self._ring_t.itemsize)
-        return self._st.nbytes_per_row() + ring + self._power.bytes_per_row()
+        anomaly = 0
+        if self._anomaly is not None:
+            snap = self._anomaly.snapshot()
+            anomaly = sum(np.asarray(a).nbytes for k, a in snap.items() if k != "params") // max(
+                self._anomaly.capacity, 1)
+        return self._st.nbytes_per_row() + ring + self._power.bytes_per_row() + anomaly
 
     def level(self, row: int, rule: str) -> Level:
         """Current level of one (row, rule) pair (for tests and the API)."""
