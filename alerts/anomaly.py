@@ -31,7 +31,7 @@ Calibration (measured on 20 x 20 000 samples of white noise, after 1000 samples)
 
 A row's score depends only on that row and earlier ones: it is computed before the sample
 is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1704 bytes with the
-defaults (a 128-value ring, 3 x 24 seasonal cells and 15 scalars, 8 bytes each).
+defaults (a 128-value ring, 3 x 24 seasonal cells and 13 scalars, 8 bytes each).
 """
 
 from __future__ import annotations
