@@ -62,8 +62,6 @@ class AnomalyParams:
     warmup: int = 30  # samples scored 0 while the state settles
     tail_digits: float = 5.0  # score 0.5 <=> Gaussian tail probability 10**-tail_digits
     robust_clip: float = 5.0  # long-run stats learn deviations clipped at this many sd (0 = off)
-    power: float = 1.0  # the short surprise is raised to this power before the tail model (skew)
-    upper: bool = False  # scale the tail by the upper semi-deviation of the short surprise
     min_sd: float = 0.01  # floor of the short surprise's long-run standard deviation
     max_z: float = 30.0  # surprise is clipped here (30 sigma is simply "impossible")
     scale_floor: float = 0.01  # floor of the residual scale, as a fraction of the long spread
@@ -249,10 +247,9 @@ class AnomalyScorer:
 
         # 2-3. short average and its tail probability against its own long-run distribution
         short = np.where(first, 0.0, (1 - p.alpha_short) * self.short[r] + p.alpha_short * u)
-        short_t = short**p.power
         mu_u = self.mu_u[r]
         sd_u = np.maximum(np.sqrt(self.var_u[r]), p.min_sd)
-        score = np.clip(-log10_gauss_tail((short_t - mu_u) / sd_u) / (2.0 * p.tail_digits), 0.0, 1.0)
+        score = np.clip(-log10_gauss_tail((short - mu_u) / sd_u) / (2.0 * p.tail_digits), 0.0, 1.0)
         score = np.where(n < p.warmup, 0.0, score)
 
         # 4. seasonal damping
@@ -280,17 +277,14 @@ class AnomalyScorer:
         self.spread[r] = np.where(first, 0.0, (1 - a_s) * spread + a_s * abs_res)
         self.mean[r] = (1 - p.alpha_mean) * mean + p.alpha_mean * x
         self.short[r] = short
-        d = short_t - mu_u
+        d = short - mu_u
         m = nf - (p.warmup // 2)  # learning steps of the long-run stats so far
         a_l = np.maximum(p.alpha_long, 1.0 / np.maximum(m + 1.0, 1.0))
         if p.robust_clip > 0:
             d = np.where(m >= p.warmup, np.clip(d, -p.robust_clip * sd_u, p.robust_clip * sd_u), d)
         learn_u = m >= 0
         self.mu_u[r] = np.where(learn_u, mu_u + a_l * d, mu_u)
-        # upper semi-variance (x2): the tail that matters, and a right-skewed surprise has the longer one
-        d_up = np.maximum(d, 0.0) if p.upper else d
-        k_up = 2.0 if p.upper else 1.0
-        self.var_u[r] = np.where(learn_u, (1 - a_l) * (self.var_u[r] + a_l * k_up * d_up * d_up), self.var_u[r])
+        self.var_u[r] = np.where(learn_u, (1 - a_l) * (self.var_u[r] + a_l * d * d), self.var_u[r])
         self._learn_ring(r, x, n)
         a_q = np.maximum(p.season_alpha, 1.0 / (sc + 1.0))
         self.s_dev[r, bucket] = np.where(sc > 0, (1 - a_q) * sd + a_q * np.abs(x - sm), 0.0)
