@@ -28,6 +28,7 @@ from alerts.power import PowerAnalytics
 from alerts.rules import (
     ANOMALY_BLUE,
     ANOMALY_HOLD_S,
+    ANOMALY_MIN_SAMPLES,
     AREA_VOTE_N,
     GATEWAY_YELLOW_S,
     RULE,
@@ -429,12 +430,13 @@ class AlarmEngine:
         self._power.observe(self, r, t, v, out)
 
     def _anomaly_rule(self, r: I32, t: I64, v: F64, out: _Out) -> None:
-        """Anomaly score >= ANOMALY_BLUE -> blue, held ANOMALY_HOLD_S after the last firing."""
+        """Anomaly score >= ANOMALY_BLUE (after ANOMALY_MIN_SAMPLES samples) -> blue, held
+        ANOMALY_HOLD_S after the last firing; the transition value is the score."""
         if not len(r):
             return
         score = np.asarray(self._anomaly.score_learn(r, v, t), np.float64)
         last = self._st["anomaly_ms"]
-        fired = score >= ANOMALY_BLUE
+        fired = (score >= ANOMALY_BLUE) & (self._st["count"][r] >= ANOMALY_MIN_SAMPLES)
         if fired.any():
             last[r[fired]] = t[fired]
         lm = last[r]

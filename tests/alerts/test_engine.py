@@ -336,3 +336,32 @@ def test_snapshot_rejects_foreign_rule_names() -> None:
     snap["rule_names"] = np.array(["other"])
     with pytest.raises(ValueError, match="rule names"):
         combustible().restore(snap)
+
+
+# -- anomaly (alerts.anomaly wired as rule "anomaly") -----------------------------------------
+
+
+def test_anomaly_spike_below_every_threshold_is_a_held_blue_early_warning() -> None:
+    e = make_engine([sensor("GT-1", "gas.combustible")], anomaly=True)
+    rng = np.random.default_rng(3)
+    got = []
+    for i in range(500):
+        v = 6.0 if i == 300 else 2.0 + rng.normal(0.0, 0.05)  # 6 %LEL: far below every threshold
+        got += [(i, *x) for x in of_rule(e, feed(e, 0, T0 + i * 5 * S, v), "anomaly")]
+    # nothing during warm-up or on noise; the spike raises blue, held 10 min (120 samples)
+    assert got == [(300, 0, "none", "blue"), (420, 0, "blue", "none")]
+    assert [u for _, u, _, _ in events(e, feed(e, 0, T0 + 500 * 5 * S, 2.0))] == []
+
+
+def test_anomaly_state_is_in_the_snapshot() -> None:
+    e = make_engine([sensor("GT-1", "gas.combustible")], anomaly=True)
+    for i in range(50):
+        feed(e, 0, T0 + i * 5 * S, 2.0 + 0.01 * (i % 3))
+    snap = e.snapshot()
+    assert any(k.startswith("anomaly.") for k in snap)
+    b = make_engine([sensor("GT-1", "gas.combustible")], anomaly=True)
+    b.restore(snap)
+    ta = feed(e, 0, T0 + 60 * 5 * S, 9.0)
+    tb = feed(b, 0, T0 + 60 * 5 * S, 9.0)
+    assert events(e, ta) == events(b, tb)
+    assert np.array_equal(ta.value, tb.value)
