@@ -5,15 +5,19 @@ A *label* is one injected incident: ``enterprise_id``, ``sensors`` (sensor ids),
 *alarm* is a record as the API returns it: ``enterprise_id``, ``sensor_id``, ``level``,
 ``raised_at``, ``updated_at``, ``rule`` and optionally ``peak_level``.
 
-Matching: an alarm *belongs* to a label when it is on one of the label's sensors (same
-enterprise) and was raised in ``[start_ms, end_ms + grace_ms]``. A label is *detected* by
+Labels are the ``--labels-out`` JSON lines of docs/simulators.md (``id``, ``category``
+and ``settle_ms`` are used when present). Matching: an alarm *belongs* to a label when it
+is on one of the label's sensors (same enterprise) and was raised in ``[start_ms, E + grace_ms]``
+with ``E = max(end_ms, settle_ms)`` (readings are abnormal until they settle). Labels with
+``min_level = none`` expect nothing: they are left out of the detection figures, and alarms
+belonging to them are not false alarms. A label is *detected* by
 its earliest belonging alarm whose level (the larger of ``level`` and ``peak_level``)
 is at least ``min_level``; time to detect is that alarm's ``raised_at - start_ms``.
 (An alarm raised below ``min_level`` and escalated later is credited at ``raised_at``;
 alarm records do not say when the escalation happened.) Alarms belonging to no label are
 false alarms; belonging alarms below ``min_level`` are counted as *under-graded*.
 
-The early-detection score follows NAB: each label is a window ``[start, end + grace]``;
+The early-detection score follows NAB: each label is a window ``[start, E + grace]``;
 its earliest qualifying alarm earns ``A_TP * sig(y) / sig(-1)`` with ``y = -(E - t) / (E - S)``
 (1 at the start, 0 at the end); a missed label costs ``-A_FN``; a false alarm costs
 ``A_FP * sig((t - E_prev) / (E_prev - S_prev))`` after the latest earlier label window on
@@ -64,15 +68,29 @@ class Label:
     start_ms: int
     end_ms: int
     min_level: Level = Level.BLUE
+    settle_ms: int | None = None  # readings back to normal (simulator labels); extends the window
+    id: str = ""
+    category: str = "incident"
+
+    @property
+    def window_end_ms(self) -> int:
+        """End of the matching window before grace: ``settle_ms`` when later than ``end_ms``."""
+        return self.end_ms if self.settle_ms is None else max(self.end_ms, self.settle_ms)
+
+    @property
+    def expected(self) -> bool:
+        """False for ``min_level = none``: nothing need be raised (alarms in it are tolerated)."""
+        return self.min_level > Level.NONE
 
     @classmethod
     def of(cls, d: Label | Mapping[str, Any]) -> Label:
-        """Build from a dict (``min_level`` as a colour name or int) or pass a Label through."""
+        """Build from a dict (a ``--labels-out`` line of docs/simulators.md) or pass a Label through."""
         if isinstance(d, Label):
             return d
         sensors = d["sensors"]
         if isinstance(sensors, str):
             sensors = [sensors]
+        settle = d.get("settle_ms")
         lab = cls(
             str(d["enterprise_id"]),
             tuple(str(s) for s in sensors),
@@ -80,6 +98,9 @@ class Label:
             int(d["start_ms"]),
             int(d["end_ms"]),
             _level(d.get("min_level", "blue")),
+            None if settle is None else int(settle),
+            str(d.get("id", "")),
+            str(d.get("category", "incident")),
         )
         if lab.end_ms < lab.start_ms:
             raise ValueError(f"label {lab.kind} on {lab.sensors}: end_ms {lab.end_ms} < start_ms {lab.start_ms}")
@@ -235,7 +256,7 @@ def evaluate(
     ``sensor_days`` (the observed sensor-time) may be given directly, or as
     ``sensor_count`` x ``span_ms`` (start, end); by default the count of distinct sensors
     in labels and alarms times the span from the earliest to the latest time seen.
-    ``grace_ms`` extends each label's window past ``end_ms``. Weights default to NAB's
+    ``grace_ms`` extends each label's window past ``max(end_ms, settle_ms)``. Weights default to NAB's
     standard profile.
     """
     labs = [Label.of(d) for d in labels]
@@ -251,7 +272,7 @@ def evaluate(
     belongs = [False] * len(alms)
     results: list[LabelResult] = []
     for lab in labs:
-        hi = lab.end_ms + grace_ms
+        hi = lab.window_end_ms + grace_ms
         best: int | None = None
         under = 0
         for s in lab.sensors:
@@ -265,6 +286,8 @@ def evaluate(
                         best = i
                 else:
                     under += 1
+        if not lab.expected:
+            continue
         if best is None:
             results.append(LabelResult(lab, None, None, -a_fn, under))
         else:
@@ -279,7 +302,7 @@ def evaluate(
     windows: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for lab in labs:
         for s in lab.sensors:
-            windows.setdefault((lab.enterprise_id, s), []).append((lab.start_ms, lab.end_ms + grace_ms))
+            windows.setdefault((lab.enterprise_id, s), []).append((lab.start_ms, lab.window_end_ms + grace_ms))
     fp_cost = 0.0
     for i in false_idx:
         a = alms[i]
@@ -303,12 +326,12 @@ def evaluate(
         if sensor_count is None:
             sensor_count = len({(lab.enterprise_id, s) for lab in labs for s in lab.sensors} | set(by_sensor))
         if span_ms is None:
-            times = [t for lab in labs for t in (lab.start_ms, lab.end_ms)]
+            times = [t for lab in labs for t in (lab.start_ms, lab.window_end_ms)]
             times += [t for a in alms for t in (a.raised_at, a.updated_at)]
             span_ms = (min(times), max(times)) if times else (0, 0)
         sensor_days = sensor_count * max(span_ms[1] - span_ms[0], 0) / DAY_MS
 
-    n = len(labs)
+    n = len(results)
     return Evaluation(
         per_kind=per_kind,
         results=results,

@@ -148,3 +148,19 @@ def test_load_records_reads_list_object_and_json_lines(tmp_path: Path) -> None:
     p2.write_text(json.dumps({"labels": recs}))
     p3.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     assert load_records(p1) == load_records(p2) == load_records(p3) == recs
+
+
+def test_simulator_label_lines_settle_window_and_none_level() -> None:
+    # the --labels-out format of docs/simulators.md
+    line = (
+        '{"id":"L0000","category":"incident","kind":"gas_leak","enterprise_id":"E1","device_id":"gw-1",'
+        f'"sensors":["g1","g2"],"start_ms":{T0},"end_ms":{T0 + 5 * MIN},'
+        f'"settle_ms":{T0 + 10 * MIN},"min_level":"red","rule":"stage2_held_60s"}}'
+    )
+    quiet = _label("calibration", ["g3"], 0, 5 * MIN, level="none")
+    alarms = [_alarm("g2", "red", 8 * MIN), _alarm("g3", "blue", MIN)]  # after end_ms, before settle_ms
+    ev = evaluate([json.loads(line), quiet], alarms, grace_ms=0)
+    assert [r.label.id for r in ev.results] == ["L0000"]  # the none-level label expects nothing
+    assert ev.results[0].ttd_ms == 8 * MIN
+    assert ev.false_alarms == []  # the blue alarm belongs to the none-level label: tolerated
+    assert ev.nab_null == -1.0
