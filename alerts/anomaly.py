@@ -185,7 +185,12 @@ class AnomalyScorer:
         return {name: getattr(self, name).copy() for name in [s[0] for s in _STATE1] + list(_STATE2)}
 
     def restore(self, snap: dict[str, np.ndarray]) -> None:
-        """Load a :meth:`snapshot` taken from a scorer with the same parameters."""
+        """Load a :meth:`snapshot` taken from a scorer with the same parameters.
+
+        A snapshot with fewer rows than this scorer's capacity fills the first rows; the
+        others start fresh (the capacity never shrinks).
+        """
+        keep_cap = self.capacity
         cap = int(np.asarray(snap["n"]).shape[0])
         loaded: dict[str, np.ndarray] = {}
         for name, dt, _ in _STATE1:
@@ -202,6 +207,7 @@ class AnomalyScorer:
         for name, arr in loaded.items():
             setattr(self, name, arr)
         self.capacity = cap
+        self.grow(keep_cap)
 
     def score_learn(self, rows: I32, values: F64, ts_ms: I64) -> F64:
         """Score one sample for each of ``rows`` (unique within a call), then learn them.

@@ -183,3 +183,20 @@ def test_running_ring_sums_match_an_exact_recount() -> None:
             assert by_age[older].sum() == pytest.approx(sc.sum_old[r], abs=1e-9)
             assert (by_age[older] ** 2).sum() == pytest.approx(sc.sumsq_old[r], abs=1e-9)
             assert by_age[recent].sum() == pytest.approx(sc.sum_rec[r], abs=1e-9)
+
+
+def test_restore_of_a_smaller_snapshot_keeps_capacity_and_fresh_rows() -> None:
+    x = _noise(300, 8)
+    ts = _ts(300)
+    row = np.zeros(1, dtype=np.int32)
+    small = AnomalyScorer(1)
+    for t in range(300):
+        small.score_learn(row, x[t : t + 1], ts[t : t + 1])
+    big = AnomalyScorer(3)
+    big.restore(small.snapshot())
+    assert big.capacity == 3
+    assert big.n.tolist() == [300, 0, 0]
+    fresh = AnomalyScorer(1)
+    a = big.score_learn(np.array([2], dtype=np.int32), x[:1], ts[:1])
+    b = fresh.score_learn(row, x[:1], ts[:1])
+    np.testing.assert_array_equal(a, b)
