@@ -44,6 +44,7 @@ __all__ = [
     "Label",
     "LabelResult",
     "evaluate",
+    "evaluate_files",
     "load_records",
 ]
 
@@ -361,3 +362,22 @@ def load_records(path: Path) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list")
     return data
+
+
+def evaluate_files(
+    labels_path: Path,
+    alarms_path: Path,
+    *,
+    grace_ms: int = 60_000,
+    sensor_days: float | None = None,
+    sensor_count: int | None = None,
+) -> dict[str, Any]:
+    """``plantwatch evaluate``: labels (``--labels-out`` JSON lines) and alarms (API JSON) to a report dict."""
+    ev = evaluate(
+        load_records(labels_path),
+        load_records(alarms_path),
+        grace_ms=grace_ms,
+        sensor_days=sensor_days,
+        sensor_count=sensor_count,
+    )
+    return ev.to_json()

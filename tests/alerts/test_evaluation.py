@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from alerts.evaluation import AlarmRecord, Label, evaluate, load_records
+from alerts.evaluation import AlarmRecord, Label, evaluate, evaluate_files, load_records
 from plantwatch.domain import Level
 
 MIN = 60_000
@@ -164,3 +164,14 @@ def test_simulator_label_lines_settle_window_and_none_level() -> None:
     assert ev.results[0].ttd_ms == 8 * MIN
     assert ev.false_alarms == []  # the blue alarm belongs to the none-level label: tolerated
     assert ev.nab_null == -1.0
+
+
+def test_evaluate_files_reads_label_lines_and_api_alarm_list(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps(_label("gas_leak", ["g1"], 0, 10 * MIN)) + "\n")
+    alarms = tmp_path / "alarms.json"
+    alarms.write_text(json.dumps({"items": [_alarm("g1", "red", 2 * MIN), _alarm("g9", "blue", MIN)]}))
+    rep = evaluate_files(labels, alarms, grace_ms=0, sensor_days=2.0)
+    assert rep["per_kind"]["gas_leak"]["ttd_median_ms"] == 2 * MIN
+    assert rep["false_alarms"] == 1
+    assert rep["false_alarms_per_sensor_day"] == 0.5
