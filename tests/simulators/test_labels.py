@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from plantwatch.domain import Level
 from simulators.demo import demo_scenario
@@ -87,3 +89,14 @@ def test_labels_round_trip_as_json_lines(tmp_path: Path) -> None:
     write_labels(labels, p)
     assert len(p.read_text().splitlines()) == len(labels)
     assert read_labels(p) == labels
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(min_value=0, max_value=2**31 - 1), plants=st.integers(min_value=1, max_value=4))
+def test_any_seed_gives_labels_its_stream_honours(seed: int, plants: int) -> None:
+    sc = generate_scenario(seed, plants=plants, duration_s=4 * 3600.0, incidents_per_plant=4, faults_per_plant=2,
+                           start_ms=START_MS)
+    _check_labels(sc)
+    again = generate_scenario(seed, plants=plants, duration_s=4 * 3600.0, incidents_per_plant=4,
+                              faults_per_plant=2, start_ms=START_MS)
+    assert again.labels() == sc.labels()
