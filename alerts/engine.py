@@ -259,10 +259,6 @@ class AlarmEngine:
         mark = self._mark
         mark[r] = idx
         if np.array_equal(mark[r], idx):
-            if n > 4096 and not bool((r[1:] > r[:-1]).all()):
-                # unique but unordered: visiting state in row order is cheaper than the sort
-                order = np.argsort(r)
-                r, t, v = r[order], t[order], v[order]
             self._round(r, t, v, now_ms, out)
         else:
             order = np.lexsort((t, r))
