@@ -358,7 +358,9 @@ def load_records(path: Path) -> list[dict[str, Any]]:
         for key in ("items", "labels", "alarms"):
             if isinstance(data.get(key), list):
                 return list(data[key])
-        raise ValueError(f"{path}: expected a list or an object with items/labels/alarms")
+        if "enterprise_id" in data:  # JSON lines holding a single record
+            return [data]
+        raise ValueError(f"{path}: expected a list, an object with items/labels/alarms, or JSON lines")
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list")
     return data
