@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -321,7 +321,7 @@ class SQLiteReadingStore:
                               (enterprise_id, sensor_id))
         return int(rows[0][0]) if rows else None
 
-    def _buckets(self, op: str, sid: int, start_ms: int, end_ms: int) -> Iterator[_Cols]:
+    def _buckets(self, op: str, sid: int, start_ms: int, end_ms: int) -> Generator[_Cols, None, None]:
         """Deduplicated columns per hour bucket overlapping [start_ms, end_ms), in time order."""
         if end_ms <= start_ms:
             return
@@ -329,6 +329,9 @@ class SQLiteReadingStore:
             cur = self._db.reader().execute(
                 "SELECT bucket, ts, value, ts_source FROM chunks WHERE series = ? AND bucket BETWEEN ? AND ? "
                 "ORDER BY bucket, id", (sid, start_ms // BUCKET_MS, (end_ms - 1) // BUCKET_MS))
+        except sqlite3.Error as exc:
+            raise StoreError("sqlite", op, str(exc)) from None
+        try:  # closing the cursor ends the read transaction even when the caller stops early
             group: list[Any] = []
             current = None
             for row in cur:
@@ -341,6 +344,8 @@ class SQLiteReadingStore:
                 yield _Cols(group)
         except sqlite3.Error as exc:
             raise StoreError("sqlite", op, str(exc)) from None
+        finally:
+            cur.close()
 
     def query_readings(self, enterprise_id: str, sensor_id: str, start_ms: int, end_ms: int,
                        limit: int = 10_000) -> list[ReadingRow]:
@@ -348,13 +353,14 @@ class SQLiteReadingStore:
         if sid is None or limit <= 0:
             return []
         out: list[ReadingRow] = []
-        for c in self._buckets("query_readings", sid, start_ms, end_ms):
-            m = (c.ts >= start_ms) & (c.ts < end_ms)
-            take = limit - len(out)
-            ts, val, src = c.ts[m][:take], c.value[m][:take], c.src[m][:take]
-            out.extend(map(ReadingRow, ts.tolist(), val.tolist(), src.tolist()))
-            if len(out) >= limit:
-                break
+        with closing(self._buckets("query_readings", sid, start_ms, end_ms)) as buckets:
+            for c in buckets:
+                m = (c.ts >= start_ms) & (c.ts < end_ms)
+                take = limit - len(out)
+                ts, val, src = c.ts[m][:take], c.value[m][:take], c.src[m][:take]
+                out.extend(map(ReadingRow, ts.tolist(), val.tolist(), src.tolist()))
+                if len(out) >= limit:
+                    break
         return out
 
     def query_aggregate(self, enterprise_id: str, sensor_id: str, start_ms: int, end_ms: int,

@@ -325,3 +325,10 @@ def test_matches_reference_model(tmp_path_factory: pytest.TempPathFactory, write
         assert all(a.mean == pytest.approx(w[4]) for a, w in zip(agg, want, strict=True))
     finally:
         store.close()
+
+
+def test_early_stopped_query_does_not_pin_an_old_snapshot(rstore: SQLiteReadingStore) -> None:
+    rstore.write_readings(grid_batch(1, 50, T0))
+    assert len(rstore.query_readings("E1", "S-0000", T0, T0 + 10 * H, limit=3)) == 3  # stops early
+    rstore.write_readings(grid_batch(1, 50, T0 + 50_000))
+    assert len(rstore.query_readings("E1", "S-0000", T0, T0 + 10 * H, limit=10**6)) == 100
