@@ -385,3 +385,21 @@ def test_slow_server_batch_is_spooled_then_drained(http_server: tuple[str, type[
     assert store.buffer_bytes == 0
     assert len(h.bodies[-1].splitlines()) == 6
     store.close()
+
+
+def test_metrics_follow_the_spool(tmp_path: Path) -> None:
+    from plantwatch.metrics import Metrics
+
+    m = Metrics()
+    sink = FakeSink()
+    sink.fail = StoreUnavailable("influx", "write", "down")
+    store = InfluxReadingStore(sink, Spool(tmp_path / "spool", 1 << 20), background=False, metrics=m)
+    store.write_readings(grid_batch(4, 2, T0))
+    text = m.render().decode()
+    assert f"plantwatch_store_buffer_bytes {float(store.buffer_bytes)}" in text
+    assert 'plantwatch_store_errors_total{store="influx"} 1.0' in text
+    assert "plantwatch_store_readings_written_total 8.0" in text
+    sink.fail = None
+    store.drain()
+    assert "plantwatch_store_buffer_bytes 0.0" in m.render().decode()
+    store.close()
