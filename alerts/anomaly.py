@@ -18,6 +18,9 @@ sensors in the call (all numpy, no per-sensor Python loop):
    ``robust_clip`` sd, so one incident does not blind the sensor to the next); the
    Gaussian upper tail probability ``p`` maps to ``score = min(1, -log10(p) / (2 k))``:
    ``score >= 0.5`` means ``p <= 10**-k`` (``k = tail_digits``, default 5).
+   A second, direct score catches novelty: a value beyond the slowly contracting envelope
+   (max and min) of everything the sensor has reported scores ``0.5`` at ``novelty_z``
+   residual scales outside it (a new extreme is an anomaly whatever its history of surprise).
 4. Seasonal damping: if the value is usual for this time of day (hour bucket, learnt per
    sensor), the score is scaled down to at least ``season_lo`` (a daily cycle is not an
    incident).
@@ -30,8 +33,8 @@ Calibration (measured on 20 x 20 000 samples of white noise, after 1000 samples)
 0.004 fires per sensor-day, so a rule grading alarms from this score should start above 0.5.
 
 A row's score depends only on that row and earlier ones: it is computed before the sample
-is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1704 bytes with the
-defaults (a 128-value ring, 3 x 24 seasonal cells and 13 scalars, 8 bytes each).
+is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1720 bytes with the
+defaults (a 128-value ring, 3 x 24 seasonal cells and 15 scalars, 8 bytes each).
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class AnomalyParams:
     level_window: int = 16  # newest values averaged for the level-shift test
     warmup: int = 30  # samples scored 0 while the state settles
     tail_digits: float = 5.0  # score 0.5 <=> Gaussian tail probability 10**-tail_digits
+    novelty_z: float = 3.0  # excess beyond the envelope (residual-scale units) that scores 0.5; 0 = off
+    envelope_decay: float = 0.0005  # per-sample contraction of the envelope toward its middle
     robust_clip: float = 5.0  # long-run stats learn deviations clipped at this many sd (0 = off)
     min_sd: float = 0.01  # floor of the short surprise's long-run standard deviation
     max_z: float = 30.0  # surprise is clipped here (30 sigma is simply "impossible")
@@ -128,6 +133,8 @@ _STATE1 = (
     ("mu_u", np.float64, 0.0),  # long-run mean of the short surprise
     ("var_u", np.float64, 0.0),  # long-run variance of the short surprise
     ("head", np.int64, 0),  # ring write position
+    ("env_hi", np.float64, 0.0),  # decaying envelope of every value seen: top
+    ("env_lo", np.float64, 0.0),  # and bottom
     ("ref", np.float64, 0.0),  # reference the ring sums are centred on
     ("sum_old", np.float64, 0.0),  # sum of (older ring values - ref)
     ("sumsq_old", np.float64, 0.0),  # sum of their squares
@@ -152,6 +159,8 @@ class AnomalyScorer:
         self.var_u = np.zeros(0)
         self.head = np.zeros(0, dtype=np.int64)
         self.ref = np.zeros(0)
+        self.env_hi = np.zeros(0)
+        self.env_lo = np.zeros(0)
         self.sum_old = np.zeros(0)
         self.sumsq_old = np.zeros(0)
         self.sum_rec = np.zeros(0)
@@ -256,6 +265,12 @@ class AnomalyScorer:
         mu_u = self.mu_u[r]
         sd_u = np.maximum(np.sqrt(self.var_u[r]), p.min_sd)
         score = np.clip(-log10_gauss_tail((short - mu_u) / sd_u) / (2.0 * p.tail_digits), 0.0, 1.0)
+        # 3b. novelty: beyond the (slowly contracting) envelope of everything seen so far
+        hi = np.where(first, x, self.env_hi[r])
+        lo = np.where(first, x, self.env_lo[r])
+        if p.novelty_z > 0:
+            z_ext = np.maximum(np.maximum(x - hi, lo - x), 0.0) / np.maximum(spread, floor)
+            score = np.maximum(score, np.clip(0.5 * z_ext / p.novelty_z, 0.0, 1.0))
         score = np.where(n < p.warmup, 0.0, score)
 
         # 4. seasonal damping
@@ -296,6 +311,9 @@ class AnomalyScorer:
         self.s_dev[r, bucket] = np.where(sc > 0, (1 - a_q) * sd + a_q * np.abs(x - sm), 0.0)
         self.s_mean[r, bucket] = np.where(sc > 0, (1 - a_q) * sm + a_q * x, x)
         self.s_cnt[r, bucket] = np.minimum(sc + 1.0, 1e9)
+        mid = 0.5 * (hi + lo)
+        self.env_hi[r] = np.maximum(x, hi - p.envelope_decay * (hi - mid))
+        self.env_lo[r] = np.minimum(x, lo + p.envelope_decay * (mid - lo))
         self.n[r] = n + 1
         return np.asarray(score, dtype=np.float64)
 
