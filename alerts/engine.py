@@ -37,7 +37,7 @@ from alerts.rules import (
 )
 from alerts.state import NO_TS, Column, RowState
 from alerts.transitions import Transitions
-from plantwatch.domain import Level
+from plantwatch.domain import KIND_INDEX, KINDS, Level
 from plantwatch.registry import Enterprise, Sensor
 
 F64 = npt.NDArray[np.float64]
@@ -151,6 +151,9 @@ class AlarmEngine:
             self._mark = np.zeros(self._st.cap, np.intp)
         self._cfg = cfg
         self._n = cfg.n
+
+        power_kinds = [KIND_INDEX[k] for k, spec in KINDS.items() if spec.domain == "power"]
+        self._is_power = np.isin(cfg.kind, power_kinds)
 
         def has(thr: F64) -> npt.NDArray[np.bool_]:
             return np.asarray(np.isfinite(thr).any(axis=1), dtype=bool)
@@ -549,6 +552,13 @@ class AlarmEngine:
         dl = np.where(age > cfg.dm_yellow_ms, np.int8(Level.YELLOW),
                       np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
         dl[self._dev_offline[self._row_dev]] = 0  # suppressed under an offline gateway (root alarm)
+        yel = np.flatnonzero(dl == Level.YELLOW)
+        if len(yel):  # offline while the enterprise's power shows production -> red [P]
+            prod = self._power.producing(self, now_ms)
+            if prod.any():
+                ent = cfg.ent[yel]
+                red = (ent >= 0) & prod[np.maximum(ent, 0)] & ~self._is_power[yel]
+                dl[yel[red]] = Level.RED
         rows = np.flatnonzero(dl != st["level"][:n, R_DEAD]).astype(np.int32)
         if len(rows):
             self._set(R_DEAD, rows, dl[rows], np.nan, now_ms, out)

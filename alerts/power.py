@@ -8,10 +8,12 @@ feeders (``power.feeder_current`` with ``params.critical = true``, A):
 - **overload** (rule ``overload``): yellow > 110 % and orange > 125 % held 1 h of the
   registered capacity are compiled thresholds (alerts.compile); blue is set here per
   reading to the profile's P95 (mean + 1.645 sd) for the hour of week [F: Zhejiang];
+- **production-like** power: >= 50 % of the enterprise's production load (the 75th
+  percentile of its learned hour-of-week means; 30 % of capacity before anything is learnt);
 - **suspension** (rule ``suspension``, status ``suspended``): blue when power exceeds the
-  learned suspended baseline by 20 %; yellow when power has been production-like (>= 50 %
-  of the normal profile for that hour) for 15 min; orange when today's energy reaches 30 %
-  of a normal production day [P];
+  learned suspended baseline by 20 %; yellow when power has been production-like for
+  15 min; orange when today's energy reaches 30 % of a normal production day (the learned
+  weekday's profile, else 12 h at the production load) [P];
 - **night** (rule ``night``): production-like power at night (22:00-06:00 local) under a
   suspension order -> red, under a limitation -> yellow [P];
 - **critical_feeder** (rule ``critical_feeder``): a critical feeder at <= 0.5 A while the
@@ -126,17 +128,19 @@ class PowerAnalytics:
         return int(sum(getattr(self, n)[:1].nbytes for n in _STATE))
 
     # -- helpers --------------------------------------------------------------------------
-    def _typical(self, p: I32, how: I64) -> F64:
-        """Normal-production power (kW) for the hour of week; NaN when unknown."""
+    def _production(self, p: I32) -> F64:
+        """Production load of each meter, kW: the 75th percentile of its learned hour-of-week
+        means (buckets with >= PROFILE_MIN_N samples), else 30 % of capacity, else NaN."""
         cfg = self._cfg
         assert cfg is not None
-        n = self.prof_n[p, how]
-        mean = self.prof_mean[p, how]
-        w = self.prof_n[p].astype(np.float64)
-        tot = w.sum(axis=1)
-        overall = np.where(tot > 0, (self.prof_mean[p] * w).sum(axis=1) / np.where(tot > 0, tot, 1), np.nan)
-        fallback = np.where(np.isnan(overall), 0.3 * cfg.capacity_kw[self._rows[p]], overall)
-        return np.where(n >= PROFILE_MIN_N, mean, fallback)
+        if not len(p):
+            return np.zeros(0)
+        means = np.where(self.prof_n[p] >= PROFILE_MIN_N, self.prof_mean[p], np.nan)
+        learned = ~np.isnan(means).all(axis=1)
+        q = np.full(len(p), np.nan)
+        if learned.any():
+            q[learned] = np.nanpercentile(means[learned], 75, axis=1)
+        return np.where(learned, q, 0.3 * cfg.capacity_kw[self._rows[p]])
 
     def _status_of(self, rows: I32) -> npt.NDArray[np.int8]:
         cfg = self._cfg
@@ -144,6 +148,22 @@ class PowerAnalytics:
         ent = cfg.ent[rows]
         st: npt.NDArray[np.int8] = np.where(ent >= 0, self._status[np.maximum(ent, 0)], 0).astype(np.int8)
         return st
+
+    def producing(self, engine: AlarmEngine, now_ms: int) -> npt.NDArray[np.bool_]:
+        """Per enterprise index: its main meter shows production-like power, fresh at ``now_ms``."""
+        cfg = self._cfg
+        assert cfg is not None
+        out = np.zeros(len(cfg.ent_ids), bool)
+        has = np.flatnonzero(self._ent_meter >= 0) if len(self._ent_meter) else np.zeros(0, np.intp)
+        if not len(has):
+            return out
+        rows = self._ent_meter[has]
+        st = engine._st
+        last_ts = st["last_ts"][rows].astype(np.int64)
+        fresh = (last_ts != NO_TS) & (now_ms - last_ts <= cfg.dm_blue_ms[rows])
+        prod = self._production(self._pidx[rows])
+        out[has] = fresh & (st["last_v"][rows] >= PROD_FRAC * prod)
+        return out
 
     # -- called by the engine --------------------------------------------------------------
     def prepare(self, engine: AlarmEngine, r: I32, t: I64) -> None:
@@ -212,10 +232,10 @@ class PowerAnalytics:
             dt_h = np.where(prev_ts == NO_TS, 0.0, np.minimum(t - prev_ts, H_MS) / H_MS)
             e = np.where(self.day[p] == day, self.e_day[p] + np.nan_to_num(self.p_v[p]) * dt_h, 0.0)
             self.e_day[p], self.day[p], self.p_ts[p], self.p_v[p] = e, day, t, v
-        typical = self._typical(p, how)
+        typical = self._production(p)
         prev_s = lv[rows, R_SUSP]
         frac = np.where(prev_s >= Level.YELLOW, PROD_HOLD_FRAC, PROD_FRAC)
-        prodlike = v >= frac * typical  # NaN typical -> False
+        prodlike = v >= frac * typical  # NaN (nothing learned, no capacity) -> False
         # suspension (停产不停電): only under a suspension order
         susp = status == _SUSPENDED
         since = np.where(susp & prodlike, np.where(self.prod_since[p] == NO_TS, t, self.prod_since[p]), NO_TS)
@@ -226,7 +246,7 @@ class PowerAnalytics:
         wd = ((local_hours(t) // 24 + 3) % 7).astype(np.int64)
         day_cols = wd[:, None] * 24 + np.arange(24)[None, :]
         learned_day = (self.prof_n[p[:, None], day_cols] >= PROFILE_MIN_N).all(axis=1)
-        normal_day = np.where(learned_day, self.prof_mean[p[:, None], day_cols].sum(axis=1), 24.0 * typical)
+        normal_day = np.where(learned_day, self.prof_mean[p[:, None], day_cols].sum(axis=1), 12.0 * typical)
         orange = susp & (self.e_day[p] >= SUSP_ORANGE_ENERGY * normal_day)
         new_s = np.select([orange, yellow, blue], [Level.ORANGE, Level.YELLOW, Level.BLUE], 0).astype(np.int8)
         engine._set(R_SUSP, rows, new_s, v, t, out)
@@ -264,7 +284,7 @@ class PowerAnalytics:
         if has.any():
             mrows = meter[has].astype(np.int32)
             mv = engine._st["last_v"][mrows].astype(np.float64)
-            typ = self._typical(self._pidx[mrows], hour_of_week(t[has]))
+            typ = self._production(self._pidx[mrows])
             producing = np.where(np.isnan(typ), True, mv >= PROD_FRAC * typ) & ~np.isnan(mv)
             running[has] &= producing
         new = np.where(running & (v <= FEEDER_ZERO_A), Level.RED, 0).astype(np.int8)

@@ -143,3 +143,16 @@ def test_power_state_survives_restart() -> None:
     b.restore(e.snapshot())
     t3 = t + 3 * H
     assert of_rule(b, feed(b, 0, t3, 300.0), "overload") == [(0, "none", "blue")]
+
+
+def test_sensor_offline_while_power_shows_production_is_red() -> None:
+    for meter_kw, expect in ((500.0, Level.RED), (10.0, Level.YELLOW)):
+        e = make_engine([sensor("P-main", "power.active_power", interval_s=900.0, capacity=1000.0),
+                         sensor("GT-1", "gas.combustible", interval_s=5.0)])
+        e.tick(MON)
+        feed(e, [0, 1], [MON, MON], [meter_kw, 1.0])
+        assert of_rule(e, e.tick(MON + 20 * S), "deadman") == [(1, "none", "blue")]
+        for k in range(1, 3):
+            feed(e, 0, MON + k * 15 * MIN, meter_kw)  # the meter keeps reporting
+        tr = e.tick(MON + 31 * MIN)
+        assert of_rule(e, tr, "deadman") == [(1, "blue", expect.label)]
