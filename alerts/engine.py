@@ -664,6 +664,7 @@ class AlarmEngine:
             sub = {k[len("anomaly."):]: v for k, v in snap.items() if k.startswith("anomaly.")}
             if sub:
                 self._anomaly.restore(sub)
+                self._anomaly.grow(self._st.cap)  # the registry may have grown since the snapshot
 
 
 TickFn = Callable[[int], Transitions]

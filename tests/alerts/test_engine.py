@@ -365,3 +365,21 @@ def test_anomaly_state_is_in_the_snapshot() -> None:
     tb = feed(b, 0, T0 + 60 * 5 * S, 9.0)
     assert events(e, ta) == events(b, tb)
     assert np.array_equal(ta.value, tb.value)
+
+
+def test_snapshot_of_a_smaller_registry_restores_into_a_grown_one() -> None:
+    small = [sensor("GT-1", "gas.combustible")]
+    a = make_engine(small, anomaly=True)
+    feed(a, 0, T0, 30.0)
+    grown = [sensor("GT-1", "gas.combustible")] + [sensor(f"GT-{i}", "gas.combustible") for i in range(2, 60)]
+    b = make_engine(grown, anomaly=True)
+    b.restore(a.snapshot())
+    assert b.level(0, "high") == Level.YELLOW
+    tr = feed(b, [0, 58], [T0 + 5 * S, T0 + 5 * S], [5.0, 30.0])
+    assert sorted(of_rule(b, tr, "high")) == [(0, "yellow", "none"), (58, "none", "yellow")]
+
+
+def test_snapshot_with_more_rows_than_the_registry_is_refused() -> None:
+    big = make_engine([sensor(f"GT-{i}", "gas.combustible") for i in range(5)])
+    with pytest.raises(ValueError, match="rows"):
+        combustible().restore(big.snapshot())
