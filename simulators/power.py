@@ -1,7 +1,7 @@
 """Power-monitoring plant model: an enterprise main meter, feeders and residual current.
 
 Load follows the enterprise's production factor p(t) ∈ [0, 1] (weekly shift profile in
-local time, zero under a suspension order): main meter = baseline + coupling·p, with
+local time, zero under a suspension order, halved under a production limit): main meter = baseline + coupling·p, with
 baseline ≈ 10 % and full production ≈ 75 % of the registered capacity. Ordinary feeders
 carry a share of the production load; critical feeders (ventilation, refrigeration)
 run around the clock. Incidents raise p (suspension breach, night production,
@@ -22,6 +22,7 @@ from simulators.spec import EnterpriseSpec, EventSpec, ScenarioError, SensorSpec
 KW_TO_A = 1000.0 / (math.sqrt(3.0) * 400.0 * 0.9)  # 400 V three-phase, cos φ 0.9
 BASE_SHARE = 0.10  # idle/suspended load as a share of capacity
 PROD_SHARE = 0.65  # production load on top of it
+LIMITED_SHARE = 0.5  # production factor under a production limit
 
 
 def _weekly(schedule: str) -> tuple[F64, F64]:
@@ -53,7 +54,10 @@ def production(t_ms: F64, ent: EnterpriseSpec, tz_offset_h: float) -> F64:
     local_s = t_ms / 1000.0 + tz_offset_h * 3600.0
     days = np.floor(local_s / 86400.0)
     how = ((days + 3.0) % 7.0) * 24.0 + (local_s - days * 86400.0) / 3600.0  # 1970-01-01 was a Thursday
-    return np.interp(how, xs, ys)
+    p: F64 = np.interp(how, xs, ys)
+    if ent.production_status == "limited":
+        p *= LIMITED_SHARE
+    return p
 
 
 def sensor_defaults(s: SensorSpec, ent: EnterpriseSpec) -> tuple[dict[str, Any], SensorModel]:

@@ -158,11 +158,35 @@ def _event(raw: Mapping[str, Any], category: str, where: str) -> EventSpec:
                      params=dict(params))
 
 
+_KEYS: dict[str, set[str]] = {
+    "scenario": {"name", "description", "seed", "duration_s", "start", "start_ms", "tz_offset_h"},
+    "enterprise": {"id", "name", "region", "production_status", "capacity_kw", "schedule"},
+    "sensor": {"enterprise_id", "id", "kind", "device_id", "area", "interval_s", "params", "thresholds", "model"},
+    "incident": {"kind", "enterprise_id", "sensors", "device_id", "start_s", "duration_s", "intensity", "params"},
+}
+_KEYS["fault"] = _KEYS["incident"]
+
+
+def _check_keys(data: Mapping[str, Any], where: str) -> None:
+    """Unknown tables and keys are errors (a typo must not silently change a scenario)."""
+    for top, v in data.items():
+        if top not in _KEYS:
+            raise ScenarioError(f"{where}: {top}", f"unknown table; expected {', '.join(_KEYS)}")
+        rows = [v] if top == "scenario" else v
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ScenarioError(f"{where}: {top}", "expected " + ("a table" if top == "scenario" else
+                                                                   f"an array of tables [[{top}]]"))
+        for i, row in enumerate(rows):
+            bad = sorted(set(row) - _KEYS[top])
+            if bad:
+                at = top if top == "scenario" else f"{top}[{i}]"
+                raise ScenarioError(f"{where}: {at}.{bad[0]}", f"unknown key; expected {', '.join(sorted(_KEYS[top]))}")
+
+
 def scenario_from_dict(data: Mapping[str, Any], where: str = "scenario") -> Scenario:
     """Build a scenario from parsed TOML (same layout as the file)."""
+    _check_keys(data, where)
     head = data.get("scenario", {})
-    if not isinstance(head, dict):
-        raise ScenarioError(f"{where}: scenario", "expected a table")
     ents = []
     for i, raw in enumerate(data.get("enterprise", [])):
         w = f"{where}: enterprise[{i}]"

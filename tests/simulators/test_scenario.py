@@ -138,3 +138,12 @@ def test_load_mode_scenario_shape_and_rate() -> None:
     readings = sum(m.readings for m in msgs)
     assert readings == 100 * 2 * 60
     assert sum(m.kind == "data" for m in msgs) == 4 * 2 * 60  # one batch per gateway and tick
+
+
+def test_unknown_keys_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "typo.toml"
+    path.write_text('[scenario]\nname = "x"\n[[enterprise]]\nid = "e"\n[[sensor]]\nenterprise_id = "e"\nid = "s"\n'
+                    'kind = "gas.oxygen"\ndevice_id = "g"\n[[fault]]\nkind = "stuck"\nenterprise_id = "e"\n'
+                    'sensors = ["s"]\nstart_s = 0\nduration_s = 5\nintensty = 3\n')
+    with pytest.raises(ScenarioError, match=r"typo.toml: fault\[0\].intensty: unknown key"):
+        load_scenario(path)
