@@ -403,3 +403,34 @@ def test_metrics_follow_the_spool(tmp_path: Path) -> None:
     store.drain()
     assert "plantwatch_store_buffer_bytes 0.0" in m.render().decode()
     store.close()
+
+
+def test_flaky_server_concurrent_writer_and_drainer_keep_order_exactly_once(tmp_path: Path) -> None:
+    """A server failing 40 % of requests at random: direct writes, spooling and the drainer
+    thread interleave, and the server still receives every batch once, in write order."""
+    import random as _random
+
+    rng = _random.Random(7)
+    lock = threading.Lock()
+
+    class Flaky(FakeSink):
+        def write(self, body_gz: bytes, timeout_ms: int | None = None) -> None:
+            with lock:
+                fail = rng.random() < 0.4
+            if fail:
+                raise StoreUnavailable("influx", "write", "flaky", status=503)
+            self.bodies.append(gzip.decompress(body_gz))
+
+    sink = Flaky()
+    store = InfluxReadingStore(sink, Spool(tmp_path / "spool", 1 << 24, segment_bytes=4096, fsync=False),
+                               background=True,
+                               wait=lambda s: None, idle_poll_s=0.01)
+    for k in range(200):
+        store.write_readings(grid_batch(2, 1, T0 + k * 1000, seed=k))
+        if k % 20 == 19:  # let the spool empty now and then, so direct writes resume
+            assert store.flush(timeout_s=30)
+    assert store.flush(timeout_s=30)
+    assert _ts(sink) == [T0 + k * 1000 for k in range(200) for _ in range(2)]
+    assert store.direct_writes > 0
+    assert store.spooled_writes > 0
+    store.close()
