@@ -86,7 +86,7 @@ class Compiled:
     range_hi: F64
     range_lo_level: I8
     range_hi_level: I8
-    flat_ms: I64             # 0 = flatline off
+    flat_ms: I64             # flatline period; FLAT_OFF (never reached) = off
     rate_floor: F64          # NaN = rate rule off
     rate_min: F64            # unit per minute
     rate_eta_ms: I64         # 0 = no ETA escalation
@@ -210,6 +210,9 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
     _quiet_band(c)
     return c
 
+
+#: flat_ms of rows without a flatline rule: a period no timestamp difference reaches.
+FLAT_OFF = np.iinfo(np.int64).max // 4
 
 #: Feeder current at or below this is "at 0" for the critical-feeder rule, A.
 FEEDER_ZERO_A = 0.5
@@ -342,7 +345,7 @@ def _compile_row(c: Compiled, i: int, s: Sensor, enterprises: Mapping[str, Enter
     c.range_lo[i], c.range_hi[i] = spec.lo, spec.hi
     c.range_lo_level[i], c.range_hi_level[i] = int(kr.range_lo_level), int(kr.range_hi_level)
     flat = _num(f"{where} params.flatline_s", p.get("flatline_s", kr.flatline_s), positive=True)
-    c.flat_ms[i] = round(flat * 1000)
+    c.flat_ms[i] = round(flat * 1000) if flat > 0 else FLAT_OFF
     floor = p.get("rate_floor", kr.rate_floor)
     if floor is not None:
         c.rate_floor[i] = _num(f"{where} params.rate_floor", floor)

@@ -260,8 +260,12 @@ class AlarmEngine:
         # unique rows? (scatter positions, read back: a duplicate loses its slot)
         idx = self._arange(n)
         mark = self._mark
-        mark[r] = idx
-        if np.array_equal(mark[r], idx):
+        if n < 2 or bool((r[1:] > r[:-1]).all()):
+            unique = True  # strictly increasing: one pass
+        else:
+            mark[r] = idx
+            unique = np.array_equal(mark[r], idx)
+        if unique:
             self._round(r, t, v, now_ms, out)
         else:
             order = np.lexsort((t, r))
@@ -348,9 +352,8 @@ class AlarmEngine:
         st, cfg = self._st, self._cfg
         late = t < st["last_ts"][r]
         fs = np.where(v != st["last_v"][r], t, st["flat_since"][r])  # flat since (NaN last -> t)
-        fm = cfg.flat_ms[r]
         slow = st["busy"][r] | (v >= cfg.q_hi[r]) | (v <= cfg.q_lo[r]) | late
-        slow |= (fm > 0) & (t - fs >= fm)
+        slow |= t - fs >= cfg.flat_ms[r]  # about to flatline (FLAT_OFF is never reached)
         if self._anomaly is not None:
             io = np.flatnonzero(~late)
             self._anomaly_rule(r[io], t[io], v[io], out)
@@ -411,7 +414,7 @@ class AlarmEngine:
         fs = np.where(v != st["last_v"][r], t, flat_since[r])
         flat_since[r] = fs
         flat_ms = cfg.flat_ms[r]
-        flat = ((flat_ms > 0) & (t - fs >= flat_ms)) * np.int8(Level.ORANGE)
+        flat = (t - fs >= flat_ms) * np.int8(Level.ORANGE)
         self._set(R_FLAT, r, flat.astype(np.int8), v, t, out)
         # rate of rise and predicted time to the next threshold
         ring_v, ring_t, count = self._ring_v, self._ring_t, st["count"]
