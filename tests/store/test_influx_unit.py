@@ -159,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
 def http_server() -> Iterator[tuple[str, type[_Handler]]]:
     handler = type("H", (_Handler,), {"status": 204, "delay_s": 0.0, "headers_out": {}, "bodies": []})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     t.start()
     try:
         yield f"http://127.0.0.1:{srv.server_address[1]}", handler
