@@ -147,3 +147,20 @@ def test_unknown_keys_are_errors(tmp_path: Path) -> None:
                     'sensors = ["s"]\nstart_s = 0\nduration_s = 5\nintensty = 3\n')
     with pytest.raises(ScenarioError, match=r"typo.toml: fault\[0\].intensty: unknown key"):
         load_scenario(path)
+
+
+def test_stream_memory_is_bounded_by_a_block_not_the_duration() -> None:
+    import tracemalloc
+
+    def peak(duration_s: float) -> int:
+        sc = load_mode_scenario(2, 200, 1.0, duration_s=duration_s, start_ms=START_MS)
+        plant = sc.plant()
+        tracemalloc.start()
+        n = sum(m.readings for m in plant_messages(plant))
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert n == 400 * int(duration_s)
+        return top
+
+    short, long = peak(60.0), peak(600.0)
+    assert long < 1.5 * short + 256 * 1024  # ten times the stream, about the same memory
