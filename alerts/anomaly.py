@@ -17,7 +17,7 @@ sensors in the call (all numpy, no per-sensor Python loop):
    mean and standard deviation of ``short`` itself (learnt from deviations clipped at
    ``robust_clip`` sd, so one incident does not blind the sensor to the next); the
    Gaussian upper tail probability ``p`` maps to ``score = min(1, -log10(p) / (2 k))``:
-   ``score >= 0.5`` means ``p <= 10**-k`` (``k = tail_digits``, default 5).
+   ``score >= 0.5`` means ``p <= 10**-k`` (``k = tail_digits``, default 8).
    A second, direct score catches novelty: a value beyond the slowly contracting envelope
    (max and min) of everything the sensor has reported scores ``0.5`` at ``novelty_z``
    residual scales outside it (a new extreme is an anomaly whatever its history of surprise).
@@ -27,10 +27,10 @@ sensors in the call (all numpy, no per-sensor Python loop):
 5. Refractory: after a score >= ``fire_level`` the sensor's scores ramp from 0 back to 1
    over ``refractory`` samples, so one incident fires once.
 
-Calibration (measured on 20 x 20 000 samples of white noise, after 1000 samples): a score
->= 0.5 comes about 1.7e-4 per sample (nominal 1e-5; the short surprise is right-skewed),
->= 0.6 4e-5, >= 0.7 8e-6, >= 0.8 3e-6. At one sample a minute that is 0.24 / 0.06 / 0.011 /
-0.004 fires per sensor-day, so a rule grading alarms from this score should start above 0.5.
+Calibration (``benchmarks/nab_noise_calibration.py``: 20 x 20 000 samples of white noise,
+after 1000 samples): a score >= 0.5 comes about 4.5e-5 per sample (mostly new extremes of
+the noise itself), >= 0.6 1.6e-5, >= 0.7 none. At one sample a minute that is 0.064 / 0.023
+/ 0 fires per sensor-day.
 
 A row's score depends only on that row and earlier ones: it is computed before the sample
 is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1720 bytes with the
@@ -63,9 +63,9 @@ class AnomalyParams:
     ring: int = 128  # recent values kept for the level-shift test
     level_window: int = 16  # newest values averaged for the level-shift test
     warmup: int = 30  # samples scored 0 while the state settles
-    tail_digits: float = 5.0  # score 0.5 <=> Gaussian tail probability 10**-tail_digits
-    novelty_z: float = 3.0  # excess beyond the envelope (residual-scale units) that scores 0.5; 0 = off
-    envelope_decay: float = 0.0005  # per-sample contraction of the envelope toward its middle
+    tail_digits: float = 8.0  # score 0.5 <=> Gaussian tail probability 10**-tail_digits
+    novelty_z: float = 1.5  # excess beyond the envelope (residual-scale units) that scores 0.5; 0 = off
+    envelope_decay: float = 0.0002  # per-sample contraction of the envelope toward its middle
     robust_clip: float = 5.0  # long-run stats learn deviations clipped at this many sd (0 = off)
     min_sd: float = 0.01  # floor of the short surprise's long-run standard deviation
     max_z: float = 30.0  # surprise is clipped here (30 sigma is simply "impossible")

@@ -55,7 +55,7 @@ def test_online_a_prefix_scores_the_same_as_the_full_series() -> None:
 
 def test_white_noise_rarely_fires_a_spike_does() -> None:
     # measured calibration (module docstring): on white noise a score >= 0.5 comes about
-    # 2e-4 per sample (nominal 1e-5: the short surprise is right-skewed), >= 0.8 never
+    # 4.5e-5 per sample, >= 0.7 never; the bounds below leave a margin for other seeds
     k, n = 20, 5000
     x = 20.0 + np.random.default_rng(2).normal(0.0, 1.0, (k, n))
     x[:, 3000] += 15.0
@@ -66,7 +66,7 @@ def test_white_noise_rarely_fires_a_spike_does() -> None:
         s[:, t] = sc.score_learn(rows, x[:, t], np.full(k, _ts(n)[t]))
     fires = s[:, 1000:] >= 0.5
     fires[:, 2000] = False  # the spike (column 3000 - 1000)
-    assert fires.sum() <= 0.0003 * fires.size
+    assert fires.sum() <= 0.0002 * fires.size
     assert s[:, 1000:3000].max() < 0.8
     assert np.all(s[:, 3000] >= 0.5)
 
