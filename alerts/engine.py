@@ -162,6 +162,7 @@ class AlarmEngine:
             "high": has(cfg.high.thr), "low": has(cfg.low.thr), "baseline": has(cfg.baseline_ladder.thr),
             "overload": has(cfg.overload.thr) | cfg.main_meter,  # meter blue is set per reading
         }
+        self._q_hi = np.where(self._st["busy"][: cfg.n], -np.inf, cfg.q_hi)
         self._rebuild_gateways()
         self._rebuild_areas()
         self._power.sync(cfg, self._st.cap)
@@ -300,6 +301,7 @@ class AlarmEngine:
         for name in _LADDERS:
             busy |= (st[f"on_{name}"][rows] != NO_TS).any(axis=1) | (st[f"off_{name}"][rows] != NO_TS)
         st["busy"][rows] = busy
+        self._q_hi[rows] = np.where(busy, -np.inf, self._cfg.q_hi[rows])  # busy rows: never quiet
 
     def _set(self, rule: int, rows: I32, new: I8, value: F64 | float, ts: I64 | int, out: _Out) -> None:
         lv = self._st["level"]
@@ -352,7 +354,7 @@ class AlarmEngine:
         st, cfg = self._st, self._cfg
         late = t < st["last_ts"][r]
         fs = np.where(v != st["last_v"][r], t, st["flat_since"][r])  # flat since (NaN last -> t)
-        slow = st["busy"][r] | (v >= cfg.q_hi[r]) | (v <= cfg.q_lo[r]) | late
+        slow = (v >= self._q_hi[r]) | (v <= cfg.q_lo[r]) | late  # _q_hi is -inf on busy rows
         slow |= t - fs >= cfg.flat_ms[r]  # about to flatline (FLAT_OFF is never reached)
         if self._anomaly is not None:
             io = np.flatnonzero(~late)
