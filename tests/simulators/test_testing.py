@@ -3,6 +3,8 @@ through ``plantwatch serve`` on a real broker (the yardstick the labels exist fo
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,12 @@ import pytest
 
 from plantwatch.domain import Level
 from simulators.labels import Label
-from simulators.scenario import load_scenario
-from simulators.testing import run_scenario, score
+from simulators.publish import run
+from simulators.scenario import Scenario, load_scenario
+from simulators.spec import EnterpriseSpec, EventSpec, SensorSpec
+from simulators.testing import fetch_alarms, run_scenario, score
 from simulators.tomlw import registry_toml
-from tests.e2e.service import plantwatch_serve
+from tests.e2e.service import plantwatch_serve, wait_for
 from tests.servers import Broker
 
 
@@ -64,3 +68,24 @@ async def test_bundled_scenario_drives_the_service_and_every_incident_is_alarmed
               if lab.kind not in ("dropout", "gateway_death")]
     assert not missed, f"{name}: incidents the service did not alarm at their claimed level: {missed}"
     assert {lab.id for lab in r.labels if lab.category == "incident" and lab.min_level > Level.NONE} <= set(s.detected)
+
+
+@pytest.mark.e2e
+async def test_dead_gateway_reaches_the_service_as_an_offline_alarm_in_real_time(
+        broker: Broker, tmp_path: Path) -> None:
+    """At speed 1 the service's clock and the stream agree, so offline faults can be judged."""
+    ent = EnterpriseSpec("e", schedule="continuous")
+    sensors = (SensorSpec("e", "S1", "gas.oxygen", "gw-1", interval_s=1.0),
+               SensorSpec("e", "S2", "gas.oxygen", "gw-2", interval_s=1.0))
+    sc = Scenario("rt", (ent,), sensors, (EventSpec("fault", "gateway_death", "e", 2, 63, device_id="gw-1"),),
+                  duration_s=4.0)
+    with plantwatch_serve(tmp_path / "svc", broker.url, registry_toml(sc.registry())) as svc:
+        stats = await run(sc, broker.url, speed=1.0, start_ms=int(time.time() * 1000), announce_offline=False)
+        labels = sc.labels(stats.start_ms)
+        assert [lab.min_level for lab in labels] == [Level.BLUE]
+
+        def offline_alarm() -> bool:
+            return bool(score(fetch_alarms(svc.base, with_events=True), labels).detected)
+
+        await asyncio.to_thread(wait_for, offline_alarm, 10.0, "the gateway-offline alarm")
+    assert stats.wills == 1
