@@ -227,6 +227,26 @@ class AlarmEngine:
         lv: npt.NDArray[np.int8] = self._st["level"][: self._n]
         return lv
 
+    def threshold_of(self, row: int, rule: int, level: Level) -> tuple[str, float] | None:
+        """(operator, threshold) behind ``level`` of a threshold rule, for alarm messages
+        (``alerts.lifecycle.ThresholdOf``): high/overload ``("≥", x)``, low ``("≤", x)``,
+        baseline ``("deviates ≥ 20 % from", baseline)``; None for other rules or levels."""
+        if not (0 <= row < self._n) or level <= Level.NONE or level > Level.RED:
+            return None
+        j = int(level) - 1
+        cfg = self._cfg
+        if rule in (R_HIGH, RULE["overload"]):
+            x = float((cfg.high if rule == R_HIGH else cfg.overload).thr[row, j])
+            return ("≥", x) if np.isfinite(x) else None
+        if rule == R_LOW:
+            x = float(cfg.low.thr[row, j])
+            return ("≤", -x) if np.isfinite(x) else None
+        if rule == R_BASE:
+            x = float(cfg.baseline_ladder.thr[row, j])
+            b = float(cfg.baseline[row])
+            return (f"deviates ≥ {x:g} % from", b) if np.isfinite(x) and np.isfinite(b) else None
+        return None
+
     def rate_eta(self, rows: I32) -> tuple[F64, F64]:
         """Latest rate of change (unit/min) and predicted seconds to the next high threshold."""
         rows = np.asarray(rows, np.int32)

@@ -383,3 +383,16 @@ def test_snapshot_with_more_rows_than_the_registry_is_refused() -> None:
     big = make_engine([sensor(f"GT-{i}", "gas.combustible") for i in range(5)])
     with pytest.raises(ValueError, match="rows"):
         combustible().restore(big.snapshot())
+
+
+def test_threshold_of_names_the_threshold_behind_a_level() -> None:
+    e = make_engine([sensor("GT-1", "gas.combustible"), sensor("O2", "gas.oxygen"),
+                     sensor("DP", "dust.pressure_diff", baseline=800.0)])
+    high, low, base = (e.rule_names.index(n) for n in ("high", "low", "baseline"))
+    assert e.threshold_of(0, high, Level.YELLOW) == ("≥", 25.0)
+    assert e.threshold_of(0, high, Level.RED) == ("≥", 50.0)
+    assert e.threshold_of(0, high, Level.BLUE) is None
+    assert e.threshold_of(1, low, Level.ORANGE) == ("≤", 18.0)
+    assert e.threshold_of(2, base, Level.YELLOW) == ("deviates ≥ 20 % from", 800.0)
+    assert e.threshold_of(0, e.rule_names.index("deadman"), Level.BLUE) is None
+    assert e.threshold_of(9, high, Level.YELLOW) is None
