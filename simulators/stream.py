@@ -23,7 +23,7 @@ import orjson
 
 from simulators.model import Plant
 
-MsgKind = Literal["data", "online", "will", "offline"]
+MsgKind = Literal["data", "online", "will"]
 CSV_HEADER = ("ts_ms", "enterprise_id", "device_id", "sensor", "value")
 MAX_BATCH = 1000  # readings per batch message (keeps payloads far below 256 KiB)
 
@@ -33,7 +33,8 @@ class Message:
     """One thing to publish at virtual time ``t_ms`` on gateway ``device``.
 
     ``kind``: ``data`` (readings), ``online`` (retained status), ``will`` (the gateway
-    dies here: drop its connection; no payload of its own), ``offline`` (clean stop).
+    dies here: the publisher drops its connection and the broker publishes the will;
+    ``payload`` shows what subscribers will see).
     """
 
     t_ms: int
