@@ -589,9 +589,12 @@ class AlarmEngine:
             self._set(R_DEAD, rows, dl[rows], np.nan, now_ms, out)
         self._tick_gateways(now_ms, out)
         # delay-on / delay-off expiry on the held value, valid until the sensor goes stale
+        busy = np.flatnonzero(st["busy"][:n]).astype(np.int32)  # only busy rows hold timers
         for name in _LADDERS:
-            on, off = st[f"on_{name}"][:n], st[f"off_{name}"][:n]
-            rows = np.flatnonzero((on != NO_TS).any(axis=1) | (off != NO_TS)).astype(np.int32)
+            if not len(busy):
+                break
+            on, off = st[f"on_{name}"][busy], st[f"off_{name}"][busy]
+            rows = busy[(on != NO_TS).any(axis=1) | (off != NO_TS)]
             if not len(rows):
                 continue
             last_ts = st["last_ts"][rows].astype(np.int64)
@@ -603,7 +606,7 @@ class AlarmEngine:
                 self._vote(rows, t_eff, s2_before, out)
             self._dirty.append(rows)
         # compound: sparks age out of the window
-        comp = np.flatnonzero(st["level"][:n, R_COMP] > 0)
+        comp = busy[st["level"][busy, R_COMP] > 0]
         if len(comp):
             self._compound(np.unique(cfg.area[comp]), now_ms, now_ms, out)
         self._power.tick(self, now_ms, out)
@@ -612,9 +615,14 @@ class AlarmEngine:
 
     def _tick_gateways(self, now_ms: int, out: _Out) -> None:
         cfg = self._cfg
-        for d in np.flatnonzero(self._dev_offline[: len(cfg.dev_keys)]):
+        offline = np.flatnonzero(self._dev_offline[: len(cfg.dev_keys)])
+        prod = self._power.producing(self, now_ms) if len(offline) else np.zeros(0, bool)
+        for d in offline:
             _, since = self._gw[cfg.dev_keys[d]]
             lvl = Level.YELLOW if now_ms - since > GATEWAY_YELLOW_S * 1000 else Level.BLUE
+            ent = int(cfg.ent[cfg.dev_anchor[d]])
+            if lvl == Level.YELLOW and ent >= 0 and prod[ent]:
+                lvl = Level.RED  # a whole gateway blind while the enterprise's power shows production
             anchor = cfg.dev_anchor[d : d + 1]
             self._set(R_GW, anchor, np.array([lvl], np.int8), np.nan, now_ms, out)
 

@@ -156,3 +156,13 @@ def test_sensor_offline_while_power_shows_production_is_red() -> None:
             feed(e, 0, MON + k * 15 * MIN, meter_kw)  # the meter keeps reporting
         tr = e.tick(MON + 31 * MIN)
         assert of_rule(e, tr, "deadman") == [(1, "blue", expect.label)]
+
+
+def test_gateway_offline_while_power_shows_production_escalates_to_red() -> None:
+    e = make_engine([sensor("P-main", "power.active_power", device="GW-power", interval_s=900.0, capacity=1000.0),
+                     sensor("GT-1", "gas.combustible", device="GW-gas", interval_s=5.0)])
+    feed(e, [0, 1], [MON, MON], [500.0, 1.0])
+    assert of_rule(e, e.gateway_status("E1", "GW-gas", False, MON + S), "gateway_offline") == [(1, "none", "blue")]
+    for k in range(1, 3):
+        feed(e, 0, MON + k * 15 * MIN, 500.0)
+    assert of_rule(e, e.tick(MON + 32 * MIN), "gateway_offline") == [(1, "blue", "red")]
