@@ -119,3 +119,15 @@ def test_numenta_published_scores_reproduced(numenta: tuple[NabCorpus, list[np.n
         assert r.raw == pytest.approx(thresholds[name]["score"], abs=1e-6)
         # the optimised sweep can only match or beat the published threshold
         assert corpus.sweep(scores, profiles[name]).raw >= r.raw - 1e-9
+
+
+def test_numenta_per_file_scores_match_the_shipped_table(numenta: tuple[NabCorpus, list[np.ndarray]]) -> None:
+    corpus, scores = numenta
+    thr = load_thresholds(NAB)["numenta"]["standard"]["threshold"]
+    ours = corpus.per_file_raw(scores, thr, load_profiles(NAB)["standard"])
+    with (NAB / "results" / "numenta" / "numenta_standard_scores.csv").open() as fh:
+        rows = [line.rstrip("\n").split(",") for line in fh][1:]
+    table = {r[2]: float(r[4]) for r in rows if r[2] in ours}
+    assert len(table) == 58
+    for name, raw in table.items():
+        assert ours[name] == pytest.approx(raw, abs=1e-6), name
