@@ -25,6 +25,8 @@ left unacked and the pipeline reconnects so the broker redelivers it.
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +36,9 @@ import aiomqtt
 
 from plantwatch.settings import Settings
 
+READS_PER_WAKE = 512
+"""Most MQTT packets read per readable event before yielding to the event loop."""
+
 
 class Intake:
     """Bounded buffer between the MQTT reader and the pipeline (both on the event-loop thread).
@@ -42,7 +47,8 @@ class Intake:
     (0 for QoS 0, nothing to ack). ``limit`` is the bound in messages.
     """
 
-    __slots__ = ("_clock", "arrived", "dropped", "dropped_qos1", "first_mono", "limit", "mids", "msgs")
+    __slots__ = ("_clock", "arrived", "dropped", "dropped_qos1", "first_mono", "limit", "mids", "msgs",
+                 "resume")
 
     def __init__(self, limit: int, clock: Callable[[], int]) -> None:
         self.limit = limit
@@ -53,6 +59,7 @@ class Intake:
         self.dropped_qos1 = 0  # of which unacked QoS 1 (the broker redelivers them after a reconnect)
         self.first_mono = 0.0  # time.monotonic() of the first message since the last take()
         self.arrived = asyncio.Event()
+        self.resume: Callable[[], None] | None = None  # set by a paused socket reader
 
     def __len__(self) -> int:
         return len(self.msgs)
@@ -76,6 +83,9 @@ class Intake:
         self.msgs, self.mids = [], []
         self.dropped = self.dropped_qos1 = 0
         self.arrived.clear()
+        if self.resume is not None:
+            resume, self.resume = self.resume, None
+            resume()
         return out
 
     def on_paho_message(self, _client: object, _userdata: object, message: Any) -> None:
@@ -110,6 +120,7 @@ class MqttSource:
             keepalive=keepalive_s,
             tls_params=tls,
         )
+        self._intake = intake
         self._paho: Any = self.client._client  # private: see module docstring
         self._paho.on_message = intake.on_paho_message
         if self.qos:
@@ -118,6 +129,7 @@ class MqttSource:
     async def __aenter__(self) -> MqttSource:
         await self.client.__aenter__()
         try:
+            self._install_reader()
             for f in self.filters:
                 await self.client.subscribe(f, qos=self.qos)
         except BaseException:
@@ -127,6 +139,52 @@ class MqttSource:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.__aexit__(None, None, None)
+
+    def _install_reader(self) -> None:
+        """Replace aiomqtt's one-packet-per-wake socket reader by one that drains the socket.
+
+        aiomqtt's reader calls ``paho.loop_read()`` once per readable event, which reads
+        one packet: one event-loop iteration per message. Ours reads packets while the
+        kernel has bytes (checked with ``MSG_PEEK``, plain TCP only; TLS keeps aiomqtt's
+        reader), at most ``READS_PER_WAKE`` per wake for fairness, and stops reading
+        while the intake is full (back-pressure: unread data waits in TCP and the
+        broker). Errors end the session exactly as aiomqtt's reader does.
+        """
+        paho = self._paho
+        sock = paho.socket()
+        if sock is None or not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket):
+            return
+        loop = asyncio.get_running_loop()
+        fd = sock.fileno()
+        intake = self._intake
+        disconnected: asyncio.Future[None] = self.client._disconnected  # private, as aiomqtt's reader uses it
+        peek = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+        def resume() -> None:
+            if paho.socket() is sock:
+                loop.add_reader(fd, on_readable)
+
+        def on_readable() -> None:
+            try:
+                for _ in range(READS_PER_WAKE):
+                    paho.loop_read()
+                    if paho.socket() is not sock:
+                        return
+                    if len(intake.msgs) >= intake.limit:
+                        loop.remove_reader(fd)
+                        intake.resume = resume
+                        return
+                    try:
+                        if not sock.recv(1, peek):
+                            return  # EOF: the next readable event lets paho see it
+                    except BlockingIOError:
+                        return
+            except Exception as exc:
+                if not disconnected.done():
+                    disconnected.set_exception(exc)
+
+        loop.remove_reader(fd)
+        loop.add_reader(fd, on_readable)
 
     def ack(self, mids: list[int]) -> None:
         """Acknowledge QoS 1 messages by packet id (0 = QoS 0, skipped); a no-op when disconnected."""

@@ -59,9 +59,15 @@ class TopicParser:
         return TopicParts(ent, dev, channel)
 
     def filters(self, enterprises: list[str] | None = None) -> list[str]:
-        """Subscription filters: all enterprises, or only ``enterprises`` (a partition)."""
-        ents = enterprises or ["+"]
-        return [f"{self.prefix}/{e}/+/{c.value}" for e in ents for c in Channel]
+        """Subscription filters: everything under the prefix, or under each listed enterprise.
+
+        Wider than the two contract shapes on purpose: a gateway publishing to a wrong
+        shape (``plants/e1/gw1/data``) is then counted as ``bad_topic`` instead of being
+        ignored by the broker without a trace.
+        """
+        if not enterprises:
+            return [f"{self.prefix}/#"]
+        return [f"{self.prefix}/{e}/#" for e in enterprises]
 
     def telemetry(self, enterprise_id: str, device_id: str) -> str:
         """Topic on which a gateway publishes readings."""

@@ -87,6 +87,8 @@ async def test_good_batch_and_malformed_messages(broker: Broker, registry: Regis
             (t, j({"sensor": "GT-101", "value": 1, "ts": now_ms() - 30 * 86_400_000})),
             (t, b"x" * 5000),
             ("plants/e1/telemetry", j({"sensor": "GT-101", "value": 1})),
+            ("plants/e1/gw1/data", j({"sensor": "GT-101", "value": 1})),
+            ("plants//gw1/telemetry", j({"sensor": "GT-101", "value": 1})),
             ("plants/e1/gw1/status", b"sleepy"),
         ]
         for topic, payload in bad:
@@ -99,14 +101,13 @@ async def test_good_batch_and_malformed_messages(broker: Broker, registry: Regis
     assert store.values() == {"GT-101": [18.5, 19.0], "TT-201": [61.2], "XX-404": [7.0]}
     assert store.batch.row.tolist()[-1] == -1
     assert sink.statuses[0][:3] == ("e1", "gw1", False)
-    # "bad_topic" is not counted: the shape plants/e1/telemetry matches no subscription filter.
-    expected = {"bad_json": 1, "non_numeric": 1, "non_finite": 2, "missing_value": 1, "ts_future": 1,
+    expected = {"bad_topic": 3, "bad_json": 1, "non_numeric": 1, "non_finite": 2, "missing_value": 1, "ts_future": 1,
                 "ts_past": 1, "oversize": 1, "bad_status": 1}
     for reason, n in expected.items():
         assert metric(m, "plantwatch_ingest_rejected_total", reason=reason) == n, reason
     assert metric(m, "plantwatch_ingest_readings_total") == 4
     assert metric(m, "plantwatch_ingest_unregistered_readings_total") == 1
-    assert metric(m, "plantwatch_ingest_messages_total") == 2 + len(bad) - 1 + 2
+    assert metric(m, "plantwatch_ingest_messages_total") == 2 + len(bad) + 2
     assert metric(m, "plantwatch_mqtt_connected") == 0
     assert not p.connected
 
@@ -156,12 +157,14 @@ async def test_qos0_clean_session(broker: Broker, registry: Registry) -> None:
 
 
 async def test_partition_subscribes_only_its_enterprises(broker: Broker, registry: Registry) -> None:
-    p, store, _, _ = make(broker, registry, "ingest-part", enterprises=["e1"])
+    p, store, _, m = make(broker, registry, "ingest-part", enterprises=["e1"])
     async with running(p), publisher(broker) as pub:
         await pub.publish("plants/e2/gw9/telemetry", j({"sensor": "Z", "value": 1.0}), qos=1)
+        await pub.publish("plants/e2/gw9/oops", j({"sensor": "Z", "value": 1.0}), qos=1)
         await pub.publish("plants/e1/gw1/telemetry", j({"sensor": "GT-101", "value": 2.0}), qos=1)
         await wait_until(lambda: bool(store.batches), "e1 reading")
     assert store.batch.enterprise_id.tolist() == ["e1"]
+    assert metric(m, "plantwatch_ingest_messages_total") == 1  # e2's traffic is another partition's
 
 
 async def test_reconnects_after_broker_restart(tmp_path: Any, registry: Registry) -> None:
