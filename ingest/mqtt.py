@@ -14,12 +14,12 @@ per-message Python work). ``client.messages`` is still awaited, only to learn ab
 lost connection. The connection lifecycle (connect in an executor, socket callbacks,
 subscribe, disconnect) stays aiomqtt's public API.
 
-Overload policy (docs/mqtt.md): with QoS 1 nothing is acked before it is stored, so
-the broker's in-flight window (Mosquitto ``max_inflight_messages``) bounds what it
-sends us and the rest waits in the persistent session on the broker. If the intake
-still overflows (window larger than ``queue_max_messages``) or with QoS 0, the
-message is dropped and counted with reason ``overload``; a dropped QoS 1 message is
-left unacked and the pipeline reconnects so the broker redelivers it.
+Overload policy (docs/mqtt.md): the socket reader stops reading while the intake is
+full, so unread messages wait in TCP and in the broker; with QoS 1 nothing is acked
+before it is stored, so the broker's in-flight window bounds what it sends us and the
+rest waits in our persistent session. Over TLS (aiomqtt's own reader, no pause) a
+message arriving at a full intake is dropped and counted as ``overload``; a dropped
+QoS 1 message is left unacked and the pipeline reconnects so the broker redelivers it.
 """
 
 from __future__ import annotations

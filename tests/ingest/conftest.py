@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,8 +17,11 @@ class RecordingStore:
 
     batches: list[ReadingBatch] = field(default_factory=list)
     fail_next: int = 0
+    delay_s: float = 0.0  # a slow disk: blocks the event loop like a real synchronous write
 
     def write_readings(self, batch: ReadingBatch) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
         if self.fail_next > 0:
             self.fail_next -= 1
             raise OSError("disk on fire")

@@ -214,3 +214,17 @@ def test_overload_is_counted_as_messages_and_reason(registry: Registry) -> None:
     p._overload(3)
     assert metric(metrics, "plantwatch_ingest_rejected_total", reason="overload") == 3
     assert metric(metrics, "plantwatch_ingest_messages_total") == 3
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_tiny_intake_applies_back_pressure_without_loss(broker: Broker, registry: Registry, qos: int) -> None:
+    p, store, _, m = make(broker, registry, f"ingest-tiny-{qos}", mqtt_qos=qos, queue_max_messages=5)
+    store.delay_s = 0.01  # slow store: messages pile up in the socket, the reader must pause
+    async with running(p), publisher(broker) as pub:
+        await asyncio.gather(*(
+            pub.publish("plants/e1/gw1/telemetry", j({"sensor": "GT-101", "value": float(i)}), qos=qos)
+            for i in range(300)))
+        await wait_until(lambda: len(store.values().get("GT-101", [])) == 300, "all 300 readings")
+    assert store.values()["GT-101"] == [float(i) for i in range(300)]
+    assert max(len(b) for b in store.batches) == 5
+    assert metric(m, "plantwatch_ingest_rejected_total", reason="overload") == 0
