@@ -262,6 +262,17 @@ def main(argv: list[str] | None = None) -> int:
         te.tick(last + 1000 * (k + 1))
         tick_s.append(time.perf_counter() - t)
     tick_ms = statistics.median(tick_s) * 1e3
+    # one-reading batches (latency floor of a call): quiet, and raising/clearing on every call
+    one: dict[str, float] = {}
+    for label, vals in (("quiet", (2.0, 2.1)), ("alarm", (2.0, 30.0))):
+        e1 = AlarmEngine(sensors, ents, window=a.window, anomaly=False)
+        lat = []
+        for k in range(201):
+            t1 = np.array([T0 + k * STEP_MS], np.int64)
+            t = time.perf_counter()
+            e1.evaluate(np.zeros(1, np.int32), t1, np.array([vals[k % 2]]), int(t1[0]))
+            lat.append(time.perf_counter() - t)
+        one[label] = statistics.median(lat) * 1e6
     rs = workload(a.river_sensors, a.river_batches, a.incident, shuffle=True)
     r_river = time_river(cfg, rs, a.window, max(1, a.runs // 2))
     rows.append((f"river per sample (stats.Shift rate window + Python ladder), {a.river_sensors:,} sensors",
@@ -299,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         f"| **total** without / with the anomaly scorer | {state_b + cfg_b:.0f} / {anom_b + cfg_b:.0f} |",
         "",
         f"Compile time for {a.sensors:,} sensors: {compile_s:.2f} s (once at start and on registry change).  ",
-        f"`tick()` with {a.sensors:,} sensors ({a.incident:.0%} in an incident): {tick_ms:.1f} ms (median of 21).",
+        f"`tick()` with {a.sensors:,} sensors ({a.incident:.0%} in an incident): {tick_ms:.1f} ms (median of 21).  ",
+        f"One-reading `evaluate()` (call overhead): {one['quiet']:.0f} us quiet, {one['alarm']:.0f} us when every "
+        "call raises or clears (median of 201).",
         "",
         "## Notes",
         "",
