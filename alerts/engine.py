@@ -269,6 +269,9 @@ class AlarmEngine:
         t = np.asarray(ts_ms, np.int64)
         v = np.asarray(value, np.float64)
         n = len(r)
+        if not (len(t) == n == len(v)) or r.ndim != 1:
+            raise ValueError(f"evaluate: row, ts_ms and value must be 1-D of equal length, "
+                             f"got {r.shape}, {t.shape}, {v.shape}")
         if n == 0:
             return out.build()
         if r.min() < 0 or r.max() >= self._n:

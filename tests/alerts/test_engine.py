@@ -396,3 +396,16 @@ def test_threshold_of_names_the_threshold_behind_a_level() -> None:
     assert e.threshold_of(2, base, Level.YELLOW) == ("deviates ≥ 20 % from", 800.0)
     assert e.threshold_of(0, e.rule_names.index("deadman"), Level.BLUE) is None
     assert e.threshold_of(9, high, Level.YELLOW) is None
+
+
+def test_columns_of_unequal_length_are_refused() -> None:
+    e = combustible()
+    with pytest.raises(ValueError, match="equal length"):
+        e.evaluate(np.array([0, 0], np.int32), np.array([T0], np.int64), np.array([1.0, 2.0]), T0)
+
+
+def test_empty_batch_and_empty_registry() -> None:
+    assert len(combustible().evaluate(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0), T0)) == 0
+    e = make_engine([])
+    assert len(feed(e, 0, T0, 99.0)) == 0
+    assert len(e.tick(T0)) == 0
