@@ -97,6 +97,7 @@ class Pipeline:
         self._store_errors = metrics.store_errors.labels(store=type(store).__name__)
         self._log_limit = _LogLimiter(clock)
         self._connected = False
+        self._store_fail_streak = 0  # consecutive failed store writes (slows reconnects)
         self.batch_errors = 0
         """Batches whose store write or alarm evaluation raised (also logged)."""
 
@@ -171,11 +172,13 @@ class Pipeline:
                 self.store.write_readings(batch)
             except Exception as exc:
                 stored = False
+                self._store_fail_streak += 1
                 self.batch_errors += 1
                 self._store_errors.inc()
                 log.error("store write of %d readings failed (%s: %s); messages left unacked",
                           n, type(exc).__name__, exc)
             if stored:
+                self._store_fail_streak = 0
                 self.metrics.store_written.inc(n)
                 try:
                     self.sink.on_readings(batch, self.clock())
@@ -215,7 +218,9 @@ class Pipeline:
             finally:
                 self._set_connected(False)
                 self._drain(intake)
-            await asyncio.sleep(backoff)
+            # a store that keeps failing must not turn redelivery into a tight reconnect loop
+            store_wait = min(BACKOFF_MIN_S * 2 ** min(self._store_fail_streak, 10), BACKOFF_MAX_S)
+            await asyncio.sleep(max(backoff, store_wait if self._store_fail_streak else 0.0))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _drain(self, intake: Intake) -> None:
