@@ -82,6 +82,7 @@ class Compiled:
     overload: LadderArrays
     baseline: F64            # dust.pressure_diff commissioning baseline, Pa (NaN = none)
     capacity_kw: F64         # power.active_power capacity, kW (NaN = none)
+    idle_kw: F64             # power.active_power params.baseline: idle/suspended load, kW (NaN = none)
     range_lo: F64
     range_hi: F64
     range_lo_level: I8
@@ -163,7 +164,7 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
         n=n, kind=np.zeros(n, np.int16), interval_ms=np.zeros(n, np.int64),
         high=LadderArrays.empty(n), low=LadderArrays.empty(n),
         baseline_ladder=LadderArrays.empty(n), overload=LadderArrays.empty(n),
-        baseline=np.full(n, np.nan), capacity_kw=np.full(n, np.nan),
+        baseline=np.full(n, np.nan), capacity_kw=np.full(n, np.nan), idle_kw=np.full(n, np.nan),
         range_lo=np.zeros(n), range_hi=np.zeros(n),
         range_lo_level=np.zeros(n, np.int8), range_hi_level=np.zeros(n, np.int8),
         flat_ms=np.zeros(n, np.int64), rate_floor=np.full(n, np.nan), rate_min=np.ones(n),
@@ -325,6 +326,8 @@ def _compile_row(c: Compiled, i: int, s: Sensor, enterprises: Mapping[str, Enter
     # -- power ------------------------------------------------------------------------
     if s.kind == "power.active_power":
         c.main_meter[i] = True
+        if "baseline" in p:
+            c.idle_kw[i] = _num(f"{where} params.baseline", p["baseline"], positive=True)
         cap = p.get("capacity")
         if cap is None:
             ent = enterprises.get(s.enterprise_id)

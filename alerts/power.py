@@ -11,9 +11,10 @@ feeders (``power.feeder_current`` with ``params.critical = true``, A):
 - **production-like** power: >= 50 % of the enterprise's production load (the 75th
   percentile of its learned hour-of-week means; 30 % of capacity before anything is learnt);
 - **suspension** (rule ``suspension``, status ``suspended``): blue when power exceeds the
-  learned suspended baseline by 20 %; yellow when power has been production-like for
-  15 min; orange when today's energy reaches 30 % of a normal production day (the learned
-  weekday's profile, else 12 h at the production load) [P];
+  learned suspended baseline (before it is learnt: the meter's ``params.baseline``, kW)
+  by 20 %; yellow when power has been production-like for 15 min; orange when today's
+  energy reaches 30 % of a normal production day (the learned weekday's profile, else
+  12 h at the production load) [P];
 - **night** (rule ``night``): production-like power at night (22:00-06:00 local) under a
   suspension order -> red, under a limitation -> yellow [P];
 - **critical_feeder** (rule ``critical_feeder``): a critical feeder at <= 0.5 A while the
@@ -240,7 +241,9 @@ class PowerAnalytics:
         susp = status == _SUSPENDED
         since = np.where(susp & prodlike, np.where(self.prod_since[p] == NO_TS, t, self.prod_since[p]), NO_TS)
         self.prod_since[p] = since
-        base = np.where(self.susp_n[p] >= PROFILE_MIN_N, self.susp_mean[p], np.nan)
+        cfg = self._cfg
+        assert cfg is not None
+        base = np.where(self.susp_n[p] >= PROFILE_MIN_N, self.susp_mean[p], cfg.idle_kw[rows])
         blue = susp & (v > SUSP_BLUE_FACTOR * base)
         yellow = susp & (since != NO_TS) & (t - since >= int(SUSP_YELLOW_S * 1000))
         wd = ((local_hours(t) // 24 + 3) % 7).astype(np.int64)

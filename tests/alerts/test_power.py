@@ -166,3 +166,10 @@ def test_gateway_offline_while_power_shows_production_escalates_to_red() -> None
     for k in range(1, 3):
         feed(e, 0, MON + k * 15 * MIN, 500.0)
     assert of_rule(e, e.tick(MON + 32 * MIN), "gateway_offline") == [(1, "blue", "red")]
+
+
+def test_suspended_baseline_from_params_before_anything_is_learnt() -> None:
+    e = make_engine([sensor("P-main", "power.active_power", interval_s=60.0, capacity=1000.0, baseline=100.0)],
+                    enterprises(ProductionStatus.SUSPENDED))
+    assert of_rule(e, feed(e, 0, MON + 2 * H, 110.0), "suspension") == []
+    assert of_rule(e, feed(e, 0, MON + 2 * H + MIN, 130.0), "suspension") == [(0, "none", "blue")]
