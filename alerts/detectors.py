@@ -102,3 +102,11 @@ def ring_write(ring_v: F64, ring_t: I64, count: I64, rows: I32, v: F64, ts: I64)
     ring_v.reshape(-1)[flat] = v
     ring_t.reshape(-1)[flat] = ts
     count[rows] = cnt + 1
+
+
+def window_sum(ring_v: F64, ring_t: I64, rows: I32, ts: I64, span_ms: int) -> F64:
+    """Sum of ring values with ``ts - span_ms < t <= ts`` per row (position-major rings)."""
+    vv = ring_v[:, rows]
+    tt = ring_t[:, rows]
+    inside = (tt > ts - span_ms) & (tt <= ts) & ~np.isnan(vv)
+    return np.asarray(np.where(inside, vv, 0.0).sum(axis=0), np.float64)

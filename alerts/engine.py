@@ -33,6 +33,7 @@ from alerts.rules import (
     GATEWAY_YELLOW_S,
     RULE,
     RULE_NAMES,
+    SPARK_RATE_WINDOW_S,
     SPARK_WINDOW_S,
 )
 from alerts.state import NO_TS, Column, RowState
@@ -197,6 +198,14 @@ class AlarmEngine:
         sparks = np.flatnonzero(cfg.spark & in_area)
         self._area_spark = np.full(na, NO_TS, np.int64)
         np.maximum.at(self._area_spark, cfg.area[sparks], st["spark_ms"][sparks])
+        vt = voters[np.argsort(cfg.area[voters], kind="stable")]
+        self._voter_rows = vt.astype(np.int32)
+        self._voter_ptr = np.searchsorted(cfg.area[vt], np.arange(na + 1)).astype(np.int64)
+        # the row carrying each area's raised vote (derived from levels, so restore needs nothing)
+        self._vote_row = np.full(na, -1, np.int32)
+        held = np.flatnonzero(st["level"][: cfg.n, R_VOTE] > 0)
+        held = held[cfg.area[held] >= 0]
+        self._vote_row[cfg.area[held]] = held
         temps = np.flatnonzero(cfg.temp_compound & in_area)
         temps = temps[np.argsort(cfg.area[temps], kind="stable")]
         self._temp_rows = temps.astype(np.int32)
@@ -345,10 +354,19 @@ class AlarmEngine:
         out.add(rr, rule, new[i], prev[i], val, tt)  # type: ignore[arg-type]
         self._dirty.append(rr)
 
-    def _ladder_x(self, name: str, rows: I32, v: F64) -> F64:
+    def _ladder_x(self, name: str, rows: I32, v: F64, ts: I64, in_ring: bool) -> F64:
+        """The rule's quantity. Spark detectors count sparks over the last SPARK_RATE_WINDOW_S
+        (ring entries, plus the reading itself unless it is already in the ring)."""
         cfg = self._cfg
         if name == "high":
-            return v
+            sp = cfg.spark[rows]
+            if not sp.any():
+                return v
+            i = np.flatnonzero(sp)
+            recent = det.window_sum(self._ring_v, self._ring_t, rows[i], ts[i], int(SPARK_RATE_WINDOW_S * 1000))
+            x = v.copy()
+            x[i] = recent if in_ring else recent + v[i]
+            return x
         if name == "low":
             return -v
         if name == "baseline":
@@ -356,7 +374,7 @@ class AlarmEngine:
         return v  # overload: kW against capacity-derived thresholds (compiled) and the learned P95
 
     def _ladder(self, name: str, rows: I32, v: F64, ts: I64, late: npt.NDArray[np.bool_] | None,
-                out: _Out) -> None:
+                out: _Out, in_ring: bool = False) -> None:
         lad: LadderArrays = getattr(self._cfg, "baseline_ladder" if name == "baseline" else name)
         rule = _LADDER_RULE[name]
         prev = self._st["level"][rows, rule]
@@ -367,7 +385,7 @@ class AlarmEngine:
             i = np.flatnonzero(use)
             rows, v, ts, prev = rows[i], v[i], ts[i], prev[i]
             late = None if late is None else late[i]
-        x = self._ladder_x(name, rows, v)
+        x = self._ladder_x(name, rows, v, ts, in_ring)
         new = det.ladder_step(lad, self._st[f"on_{name}"], self._st[f"off_{name}"],
                               rows, x, ts, prev, late)
         self._set(rule, rows, new, v, ts, out)
@@ -528,12 +546,21 @@ class AlarmEngine:
         areas, inv = np.unique(a, return_inverse=True)
         ts = np.full(len(areas), NO_TS, np.int64)
         np.maximum.at(ts, inv, t[ch])
-        anchors = cfg.area_anchor[areas]
-        ok = anchors >= 0
-        areas, anchors, ts = areas[ok], anchors[ok], ts[ok]
-        counts = self._area_s2[areas]
-        new = np.where(counts >= AREA_VOTE_N, np.int8(Level.RED), np.int8(0)).astype(np.int8)
-        self._set(R_VOTE, anchors.astype(np.int32), new, counts.astype(np.float64), ts, out)
+        lv = self._st["level"]
+        for a, ts_a in zip(areas.tolist(), ts.tolist(), strict=True):  # areas whose count moved: rare
+            cnt = int(self._area_s2[a])
+            cur = int(self._vote_row[a])
+            if cnt >= AREA_VOTE_N and cur < 0:
+                # carried by a participating detector: the lowest row at stage 2 when raised
+                vr = self._voter_rows[self._voter_ptr[a] : self._voter_ptr[a + 1]]
+                cur = int(vr[lv[vr, R_HIGH] >= Level.ORANGE].min())
+                self._vote_row[a] = cur
+            if cur < 0:
+                continue
+            lvl = Level.RED if cnt >= AREA_VOTE_N else Level.NONE
+            self._set(R_VOTE, np.array([cur], np.int32), np.array([lvl], np.int8), float(cnt), ts_a, out)
+            if lvl == Level.NONE:
+                self._vote_row[a] = -1
 
     def _compound(self, areas: I32, now_ms: int, tick_ts: int | None, out: _Out) -> None:
         """Compound red on the temperature rows of ``areas``; event time = newer of the
@@ -604,7 +631,7 @@ class AlarmEngine:
             t_eff = np.minimum(now_ms, last_ts + cfg.dm_blue_ms[rows])
             t_eff = np.maximum(t_eff, last_ts)
             s2_before = st["level"][rows, R_HIGH] >= Level.ORANGE
-            self._ladder(name, rows, st["last_v"][rows].astype(np.float64), t_eff, None, out)
+            self._ladder(name, rows, st["last_v"][rows].astype(np.float64), t_eff, None, out, in_ring=True)
             if name == "high":
                 self._vote(rows, t_eff, s2_before, out)
             self._dirty.append(rows)

@@ -12,9 +12,9 @@ feeders (``power.feeder_current`` with ``params.critical = true``, A):
   percentile of its learned hour-of-week means; 30 % of capacity before anything is learnt);
 - **suspension** (rule ``suspension``, status ``suspended``): blue when power exceeds the
   learned suspended baseline (before it is learnt: the meter's ``params.baseline``, kW)
-  by 20 %; yellow when power has been production-like for 15 min; orange when today's
-  energy reaches 30 % of a normal production day (the learned weekday's profile, else
-  12 h at the production load) [P];
+  by 20 %; yellow when power has been production-like for 15 min; orange when, while
+  production-like, today's energy has reached 30 % of a normal production day (the
+  learned weekday's profile, else 12 h at the production load) [P];
 - **night** (rule ``night``): production-like power at night (22:00-06:00 local) under a
   suspension order -> red, under a limitation -> yellow [P];
 - **critical_feeder** (rule ``critical_feeder``): a critical feeder at <= 0.5 A while the
@@ -250,7 +250,8 @@ class PowerAnalytics:
         day_cols = wd[:, None] * 24 + np.arange(24)[None, :]
         learned_day = (self.prof_n[p[:, None], day_cols] >= PROFILE_MIN_N).all(axis=1)
         normal_day = np.where(learned_day, self.prof_mean[p[:, None], day_cols].sum(axis=1), 12.0 * typical)
-        orange = susp & (self.e_day[p] >= SUSP_ORANGE_ENERGY * normal_day)
+        # the energy criterion grades an ongoing violation (not the idle hours after one)
+        orange = susp & prodlike & (self.e_day[p] >= SUSP_ORANGE_ENERGY * normal_day)
         new_s = np.select([orange, yellow, blue], [Level.ORANGE, Level.YELLOW, Level.BLUE], 0).astype(np.int8)
         engine._set(R_SUSP, rows, new_s, v, t, out)
         # night production under an order

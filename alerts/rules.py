@@ -129,7 +129,7 @@ KIND_RULES: dict[str, KindRules] = {
         baseline=Ladder(blue=10.0, yellow=20.0, orange=40.0, delay_s={"yellow": 300.0}, deadband=2.0),
         flatline_s=DAY_S),
     "dust.air_velocity": KindRules(flatline_s=DAY_S, uses_low_limit=True),
-    # 1 spark yellow, >= 3 per interval orange [P].
+    # sparks in the last minute (ring buffer): 1 yellow, >= 3 orange [P].
     "dust.spark": KindRules(high=Ladder(yellow=1.0, orange=3.0, deadband=0.5), spark_source=True),
     # valve fault (1) -> orange; fault held > 10 min -> red [P].
     "dust.rotary_valve": KindRules(high=Ladder(orange=0.5, red=0.5, delay_s={"red": 600.0}, deadband=0.0)),
@@ -155,6 +155,8 @@ DEADMAN_YELLOW_S = 1800.0
 GATEWAY_YELLOW_S = DEADMAN_YELLOW_S
 #: Area voting: this many detectors of one area at stage 2 (orange) -> red [P].
 AREA_VOTE_N = 2
+#: dust.spark thresholds count sparks over this window (ring buffer), seconds [P: "per minute"].
+SPARK_RATE_WINDOW_S = 60.0
 #: Compound dust: a spark counts as "recent" for this long, seconds [P].
 SPARK_WINDOW_S = 60.0
 #: Anomaly score at or above which the anomaly rule raises blue (early warning) [P]. 0.9, not

@@ -28,15 +28,28 @@ def test_every_catalogue_kind_has_default_rules_and_compiles() -> None:
 
 
 def test_area_vote_two_detectors_at_stage2_is_one_red_on_the_area() -> None:
-    e = make_engine([sensor(f"GT-{i}", "gas.combustible", area="tank-farm") for i in range(3)]
+    e = make_engine([sensor(f"GT-{i}", "gas.combustible", area="tank-farm") for i in range(4)]
                     + [sensor("GT-x", "gas.combustible", area="other")])
-    tr = feed(e, [1, 3], [T0, T0], [55.0, 55.0])
+    tr = feed(e, [2, 4], [T0, T0], [55.0, 55.0])
     assert of_rule(e, tr, "area_vote") == []
-    tr = feed(e, 2, T0 + 5 * S, 52.0)
-    assert of_rule(e, tr, "area_vote") == [(0, "none", "red")]  # anchored on the area's first detector
+    tr = feed(e, 1, T0 + 5 * S, 52.0)
+    # one alarm for the area, carried by a participating detector (the lowest row at stage 2)
+    assert of_rule(e, tr, "area_vote") == [(1, "none", "red")]
     assert float(tr.value[list(tr.rule).index(RULE_NAMES.index("area_vote"))]) == 2.0
-    tr = feed(e, 1, T0 + 10 * S, 10.0)
-    assert of_rule(e, tr, "area_vote") == [(0, "red", "none")]
+    assert of_rule(e, feed(e, 3, T0 + 6 * S, 60.0), "area_vote") == []  # a third: still the one alarm
+    assert of_rule(e, feed(e, 1, T0 + 10 * S, 10.0), "area_vote") == []  # 2 left at stage 2
+    tr = feed(e, 2, T0 + 11 * S, 10.0)
+    assert of_rule(e, tr, "area_vote") == [(1, "red", "none")]  # cleared where it was raised
+
+
+def test_area_vote_survives_restart() -> None:
+    sensors = [sensor(f"GT-{i}", "gas.combustible") for i in range(3)]
+    a = make_engine(sensors)
+    feed(a, [1, 2], [T0, T0], [55.0, 55.0])
+    b = make_engine(sensors)
+    b.restore(a.snapshot())
+    assert b.level(1, "area_vote") == Level.RED
+    assert of_rule(b, feed(b, 2, T0 + 5 * S, 1.0), "area_vote") == [(1, "red", "none")]
 
 
 def test_toxic_and_combustible_of_one_area_vote_together() -> None:
@@ -118,3 +131,13 @@ def test_fast_path_off_gives_the_same_transitions() -> None:
             sorted(zip(tb.row, tb.rule, tb.level, strict=True))
     assert np.array_equal(a.levels(), b.levels())
     assert a.level(0, "high") >= Level.NONE
+
+
+def test_sparks_are_counted_per_minute() -> None:
+    e = make_engine([sensor("SP-1", "dust.spark", interval_s=10.0)])
+    got = []
+    for i, n in enumerate([0, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0]):
+        got += [(i, *x[1:]) for x in of_rule(e, feed(e, 0, T0 + i * 10 * S, float(n)), "high")]
+    # 1 spark: yellow; the third within a minute: orange; two left in the minute: yellow;
+    # none in the last minute: cleared
+    assert got == [(1, "none", "yellow"), (5, "yellow", "orange"), (7, "orange", "yellow"), (11, "yellow", "none")]
