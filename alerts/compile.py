@@ -80,7 +80,8 @@ class Compiled:
     low: LadderArrays
     baseline_ladder: LadderArrays
     overload: LadderArrays
-    baseline: F64            # dust.pressure_diff commissioning baseline, Pa (NaN = none)
+    baseline: F64            # params.baseline: pressure difference (Pa) or temperature (°C); NaN = none
+    base_rise: B             # baseline rule is "value - baseline" (temperatures), else "% deviation"
     capacity_kw: F64         # power.active_power capacity, kW (NaN = none)
     idle_kw: F64             # power.active_power params.baseline: idle/suspended load, kW (NaN = none)
     range_lo: F64
@@ -164,7 +165,8 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
         n=n, kind=np.zeros(n, np.int16), interval_ms=np.zeros(n, np.int64),
         high=LadderArrays.empty(n), low=LadderArrays.empty(n),
         baseline_ladder=LadderArrays.empty(n), overload=LadderArrays.empty(n),
-        baseline=np.full(n, np.nan), capacity_kw=np.full(n, np.nan), idle_kw=np.full(n, np.nan),
+        baseline=np.full(n, np.nan), base_rise=np.zeros(n, bool), capacity_kw=np.full(n, np.nan),
+        idle_kw=np.full(n, np.nan),
         range_lo=np.zeros(n), range_hi=np.zeros(n),
         range_lo_level=np.zeros(n, np.int8), range_hi_level=np.zeros(n, np.int8),
         flat_ms=np.zeros(n, np.int64), rate_floor=np.full(n, np.nan), rate_min=np.ones(n),
@@ -231,10 +233,14 @@ def _quiet_band(c: Compiled) -> None:
     hi = np.minimum(_first(c.high.thr), np.nextafter(c.range_hi, np.inf))
     hi = np.minimum(hi, np.where(np.isnan(c.rate_floor), np.inf, c.rate_floor))
     lo = np.maximum(-_first(c.low.thr), np.nextafter(c.range_lo, -np.inf))
-    bp = _first(c.baseline_ladder.thr) / 100.0
-    has_b = np.isfinite(bp) & ~np.isnan(c.baseline)
+    first_b = _first(c.baseline_ladder.thr)
+    bp = first_b / 100.0
+    has_b = np.isfinite(bp) & ~np.isnan(c.baseline) & ~c.base_rise
     hi = np.where(has_b, np.minimum(hi, c.baseline * (1.0 + bp) * shrink), hi)
     lo = np.where(has_b, np.maximum(lo, c.baseline * (1.0 - bp) / shrink), lo)
+    rise = np.isfinite(first_b) & ~np.isnan(c.baseline) & c.base_rise
+    b_hi = c.baseline + first_b
+    hi = np.where(rise, np.minimum(hi, b_hi - 1e-9 * (1.0 + np.abs(b_hi))), hi)
     hi = np.minimum(hi, _first(c.overload.thr))
     hi = np.where(c.spark, np.minimum(hi, np.nextafter(0.0, 1.0)), hi)   # any spark: slow path
     lo = np.where(c.critical, np.maximum(lo, FEEDER_ZERO_A), lo)          # feeder at 0: slow path
@@ -322,6 +328,13 @@ def _compile_row(c: Compiled, i: int, s: Sensor, enterprises: Mapping[str, Enter
         bl = kr.baseline
         _fill(c.baseline_ladder, i, f"{where} params.baseline", _ladder_values(bl), dict(bl.delay_s),
               bl.delay_off_s, bl.deadband, bl.hysteresis, negate=False)
+
+    if kr.rise is not None and "baseline" in p:
+        c.baseline[i] = _num(f"{where} params.baseline", p["baseline"])
+        c.base_rise[i] = True
+        rl = kr.rise
+        _fill(c.baseline_ladder, i, f"{where} params.baseline", _ladder_values(rl), dict(rl.delay_s),
+              rl.delay_off_s, rl.deadband, rl.hysteresis, negate=False)
 
     # -- power ------------------------------------------------------------------------
     if s.kind == "power.active_power":

@@ -253,7 +253,9 @@ class AlarmEngine:
         if rule == R_BASE:
             x = float(cfg.baseline_ladder.thr[row, j])
             b = float(cfg.baseline[row])
-            return (f"deviates ≥ {x:g} % from", b) if np.isfinite(x) and np.isfinite(b) else None
+            if not (np.isfinite(x) and np.isfinite(b)):
+                return None
+            return ("≥", b + x) if cfg.base_rise[row] else (f"deviates ≥ {x:g} % from", b)
         return None
 
     def rate_eta(self, rows: I32) -> tuple[F64, F64]:
@@ -369,8 +371,9 @@ class AlarmEngine:
             return x
         if name == "low":
             return -v
-        if name == "baseline":
-            return np.abs(v / cfg.baseline[rows] - 1.0) * 100.0  # % of baseline (NaN = off)
+        if name == "baseline":  # % deviation (pressure difference) or rise above it (temperatures)
+            b = cfg.baseline[rows]
+            return np.where(cfg.base_rise[rows], v - b, np.abs(v / b - 1.0) * 100.0)  # NaN b = off
         return v  # overload: kW against capacity-derived thresholds (compiled) and the learned P95
 
     def _ladder(self, name: str, rows: I32, v: F64, ts: I64, late: npt.NDArray[np.bool_] | None,

@@ -79,6 +79,8 @@ class KindRules:
     range_lo_level: Level = Level.YELLOW
     #: baseline rule (pressure difference): |value/baseline - 1| in % of baseline.
     baseline: Ladder | None = None
+    #: baseline rule (temperatures): value - params.baseline, in the kind's unit.
+    rise: Ladder | None = None
     #: params that compile into the low ladder: low_limit -> yellow, orange after 2 min.
     uses_low_limit: bool = False
     #: this kind takes part in area voting (gas detectors at stage 2).
@@ -117,13 +119,14 @@ KIND_RULES: dict[str, KindRules] = {
         high=Ladder(blue=10.0, yellow=25.0, orange=50.0), red_held_s=60.0,
         rate_floor=10.0, rate_min_per_min=1.0, rate_eta_s=120.0,
         flatline_s=_GAS_FLAT, range_hi_level=Level.RED, votes=True),
-    # yellow 60 °C [P]; orange 70 °C [S AQ 4273-2016 5.1.4]; red = 70 with a spark (compound).
+    # blue baseline + 15 °C [P] (params.baseline = normal temperature); yellow 60 °C [P];
+    # orange 70 °C [S AQ 4273-2016 5.1.4]; red = 70 with a spark (compound).
     "dust.hopper_temperature": KindRules(
         high=Ladder(yellow=60.0, orange=70.0, deadband=3.0), flatline_s=DAY_S,
-        compound_temperature=True),
+        rise=Ladder(blue=15.0, deadband=3.0), compound_temperature=True),
     "dust.inlet_temperature": KindRules(
         high=Ladder(yellow=60.0, orange=70.0, deadband=3.0), flatline_s=DAY_S,
-        compound_temperature=True),
+        rise=Ladder(blue=15.0, deadband=3.0), compound_temperature=True),
     # ±10 % blue [P], ±20 % for 5 min yellow [S AQ 4273: 20 %], ±40 % or ≈0 orange [P].
     "dust.pressure_diff": KindRules(
         baseline=Ladder(blue=10.0, yellow=20.0, orange=40.0, delay_s={"yellow": 300.0}, deadband=2.0),

@@ -409,3 +409,8 @@ def test_empty_batch_and_empty_registry() -> None:
     e = make_engine([])
     assert len(feed(e, 0, T0, 99.0)) == 0
     assert len(e.tick(T0)) == 0
+
+
+def test_threshold_of_temperature_baseline() -> None:
+    e = make_engine([sensor("TT-1", "dust.hopper_temperature", baseline=35.0)])
+    assert e.threshold_of(0, e.rule_names.index("baseline"), Level.BLUE) == ("≥", 50.0)

@@ -141,3 +141,12 @@ def test_sparks_are_counted_per_minute() -> None:
     # 1 spark: yellow; the third within a minute: orange; two left in the minute: yellow;
     # none in the last minute: cleared
     assert got == [(1, "none", "yellow"), (5, "yellow", "orange"), (7, "orange", "yellow"), (11, "yellow", "none")]
+
+
+def test_dust_temperature_15_above_its_baseline_is_blue() -> None:
+    e = make_engine([sensor("TT-1", "dust.hopper_temperature", baseline=35.0, interval_s=10.0),
+                     sensor("TT-2", "dust.hopper_temperature", interval_s=10.0)])
+    assert of_rule(e, feed(e, [0, 1], [T0, T0], [49.0, 52.0]), "baseline") == []   # no baseline: no rule
+    assert of_rule(e, feed(e, 0, T0 + 10 * S, 50.0), "baseline") == [(0, "none", "blue")]
+    assert of_rule(e, feed(e, 0, T0 + 20 * S, 47.5), "baseline") == []   # band 3 °C
+    assert of_rule(e, feed(e, 0, T0 + 30 * S, 46.9), "baseline") == [(0, "blue", "none")]
