@@ -1,4 +1,4 @@
-"""The engine alone on the bundled simulator scenarios (no MQTT, no service): every labelled
+"""The engine alone on the bundled (and two random) simulator scenarios (no MQTT, no service): every labelled
 incident and fault is caught at or above its label's level, inside its window, and nothing
 above blue is raised outside a label's window.
 
@@ -18,7 +18,7 @@ from alerts.engine import AlarmEngine
 from plantwatch.domain import Level
 from plantwatch.registry import Registry
 from simulators.labels import Label
-from simulators.scenario import bundled_scenarios, load_scenario
+from simulators.scenario import bundled_scenarios, generate_scenario, load_scenario
 
 MONDAY_0700 = 1_795_388_400_000  # Monday 2026-11-23 07:00 +08:00 (the scenarios' reference start)
 SLACK_MS = 120_000  # as simulators.testing.score
@@ -34,7 +34,10 @@ class Run:
 
 
 def run(name: str) -> Run:
-    sc = load_scenario(bundled_scenarios()[name])
+    if name.startswith("random-"):  # simulators' random scenario generator, 3 plants, 6 h
+        sc = generate_scenario(int(name.split("-")[1]), plants=3, duration_s=6 * 3600.0)
+    else:
+        sc = load_scenario(bundled_scenarios()[name])
     reg = Registry()
     reg.load(sc.registry())
     eng = AlarmEngine(reg.sensors, reg.enterprises)  # as the service builds it (anomaly on)
@@ -89,7 +92,9 @@ def unexplained_above_blue(r: Run) -> list[tuple[str, str, int, str, str]]:
     return bad
 
 
-@pytest.fixture(scope="module", params=sorted(bundled_scenarios()))
+# seeds 11, 15, 25 found the area-vote anchor, the per-minute spark count and the temperature
+# baseline; seeds 1-45 all pass (checked once, 3 s each); two stay in the suite.
+@pytest.fixture(scope="module", params=[*sorted(bundled_scenarios()), "random-11", "random-25"])
 def scenario_run(request: pytest.FixtureRequest) -> Run:
     return run(str(request.param))
 
