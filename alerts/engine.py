@@ -328,7 +328,7 @@ class AlarmEngine:
         """Recompute the ``busy`` flag of every row touched by the slow path or a transition."""
         if not self._dirty:
             return
-        rows = np.unique(np.concatenate(self._dirty))
+        rows = np.concatenate(self._dirty)  # duplicates are harmless (same flag written twice)
         self._dirty.clear()
         st = self._st
         busy = st["level"][rows].any(axis=1)
