@@ -414,3 +414,14 @@ def test_empty_batch_and_empty_registry() -> None:
 def test_threshold_of_temperature_baseline() -> None:
     e = make_engine([sensor("TT-1", "dust.hopper_temperature", baseline=35.0)])
     assert e.threshold_of(0, e.rule_names.index("baseline"), Level.BLUE) == ("≥", 50.0)
+
+
+def test_gateway_offline_before_its_sensors_are_registered_raises_on_the_next_tick() -> None:
+    sensors = [sensor("GT-1", "gas.combustible", device="GW1")]
+    e = make_engine(sensors)
+    assert len(e.gateway_status("E1", "GW2", False, T0)) == 0
+    more = [*sensors, sensor("GT-2", "gas.combustible", device="GW2")]
+    for i, s in enumerate(more):
+        s.row = i
+    e.sync(more, enterprises())
+    assert of_rule(e, e.tick(T0 + S), "gateway_offline") == [(1, "none", "blue")]
