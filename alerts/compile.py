@@ -106,7 +106,8 @@ class Compiled:
     dev_keys: list[tuple[str, str]]
     area_keys: list[tuple[str, str]]
     dev_anchor: I32          # first row of each device (gateway_offline attaches here)
-    area_anchor: I32         # first voting row of each area (area_vote attaches here), -1 none
+    area_anchor: I32         # first voting row of each area, -1 none (the vote itself is carried
+                             # by the first detector at stage 2, see AlarmEngine._vote)
     ent_status: list[str]    # production status per enterprise index
     ent_capacity: F64
     #: quiet band: a reading with q_lo < value < q_hi on a row with no level and no timer

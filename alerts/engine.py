@@ -733,6 +733,4 @@ class AlarmEngine:
                 self._anomaly.grow(self._st.cap)  # the registry may have grown since the snapshot
 
 
-TickFn = Callable[[int], Transitions]
-
 __all__ = ["AlarmEngine"]
