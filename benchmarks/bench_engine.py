@@ -325,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         "  slow path every batch; *shuffled* feeds rows in random order (random access into state).",
         "- river rows: one `RiverSensor` per sensor (two `river.stats.Shift` windows for value and time,",
         "  the same 4-level ladder with hysteresis and delay-on, rate floor, physical range) called once",
-        "  per sample. It is a lean per-sample implementation, ~1.6 us per sample; 100x of it would",
-        "  need ~60 M samples/s (~16 ns per sample), below the cost of the ~15 memory passes the engine",
-        "  makes per reading.",
+        f"  per sample. It is a lean per-sample implementation, {1e6 / r_river:.1f} us per sample; 100x of it",
+        f"  would need {100 * r_river / 1e6:.0f} M samples/s ({1e9 / (100 * r_river):.0f} ns per sample), below the "
+        "cost of the ~20 memory passes",
+        "  (gathers/scatters of per-sensor state and the ring) the engine makes per reading.",
         "- The machine is shared with other engineers running tests; figures vary by about +-30 % between",
         "  runs at different load (load average printed above).",
         "Arrays grow with the number of sensors only: the property test "
