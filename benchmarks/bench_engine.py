@@ -314,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         f"One-reading `evaluate()` (call overhead): {one['quiet']:.0f} us quiet, {one['alarm']:.0f} us when every "
         "call raises or clears (median of 201).",
         "",
+        "Arrays grow with the number of sensors only: the property test "
+        "`tests/alerts/test_engine_props.py::test_memory_is_bounded_by_sensors_not_readings` "
+        "checks that no array grows with readings.",
+        "",
         "## Notes",
         "",
         "- *Full rule set* = every rule in docs/alerts.md except the anomaly scorer (which has its own row):",
@@ -331,9 +335,6 @@ def main(argv: list[str] | None = None) -> int:
         "  (gathers/scatters of per-sensor state and the ring) the engine makes per reading.",
         "- The machine is shared with other engineers running tests; figures vary by about +-30 % between",
         "  runs at different load (load average printed above).",
-        "Arrays grow with the number of sensors only: the property test "
-        "`tests/alerts/test_engine_props.py::test_memory_is_bounded_by_sensors_not_readings` "
-        "checks that no array grows with readings.",
         "",
     ]
     text = "\n".join(lines)
