@@ -61,22 +61,26 @@ def test_kill_9_under_qos1_loses_nothing(broker: Broker, tmp_path: Path) -> None
         for i in range(N):
             pub.publish("plants/E1/GW1/telemetry",
                         json.dumps({"sensor": "TT-1", "ts": T0 + i, "value": float(i)}), qos=1)
-            if i % 200 == 0:
-                time.sleep(0.01)  # spread the stream so the kill lands mid-stream
+            if i % 100 == 0:
+                time.sleep(0.1)  # spread the stream over ~3 s so the kill lands mid-stream
         sent.set()
 
-    with plantwatch_serve(tmp_path / "svc", broker.url, CONFIG) as svc:
+    # the same client id on restart: the broker keeps the persistent session's unacked messages
+    same_id = {"PLANTWATCH_MQTT_CLIENT_ID": "plantwatch-kill-test"}
+    with plantwatch_serve(tmp_path / "svc", broker.url, CONFIG, same_id) as svc:
         t = threading.Thread(target=publish_all)
         t.start()
         wait_for(lambda: len(_stored_values(svc)) > 200, 20.0, "some readings stored before the kill")
         os.kill(svc.proc.pid, signal.SIGKILL)
         svc.proc.wait()
+        killed_mid_stream = not sent.is_set()
         t.join()
     assert sent.is_set()
+    assert killed_mid_stream, "the publisher had finished before the kill: the test proves nothing"
     pub.loop_stop()
     pub.disconnect()
     # restart with the same data dir and client id: the broker redelivers what was not acked
-    with plantwatch_serve(tmp_path / "svc", broker.url, CONFIG) as svc2:
+    with plantwatch_serve(tmp_path / "svc", broker.url, CONFIG, same_id) as svc2:
         values = wait_for(lambda: (v := _stored_values(svc2)) and len(v) >= N and v, 30.0, "all readings stored")
         assert sorted(values) == [float(i) for i in range(N)]
 
