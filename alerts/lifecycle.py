@@ -189,12 +189,24 @@ class AlarmBook:
             out.extend(self._apply_one(int(row), int(rule), level, float(val), int(ts), now_ms))
         return out
 
+    def apply_system(self, source: str, rule_name: str, level: Level, value: float, ts_ms: int,
+                     now_ms: int) -> list[Change]:
+        """A condition of the service itself (e.g. the outage buffer nearing full), not of a sensor.
+
+        Keyed ``("", source, rule_name)`` with kind ``system``; ``level`` NONE ends the
+        condition. Same lifecycle as sensor alarms (ack deadlines, latching, closing).
+        """
+        return self._apply_key(("", source, rule_name), -1, -1, None, level, value, ts_ms, now_ms)
+
     def _apply_one(self, row: int, rule: int, level: Level, value: float, ts: int, now: int) -> list[Change]:
         sensor = self._sensor_of(row)
         rule_name = self._rule_names[rule] if 0 <= rule < len(self._rule_names) else f"rule#{rule}"
         ent = sensor.enterprise_id if sensor is not None else ""
         sid = sensor.id if sensor is not None else f"row:{row}"
-        key = (ent, sid, rule_name)
+        return self._apply_key((ent, sid, rule_name), row, rule, sensor, level, value, ts, now)
+
+    def _apply_key(self, key: tuple[str, str, str], row: int, rule: int, sensor: Sensor | None,
+                   level: Level, value: float, ts: int, now: int) -> list[Change]:
         aid = self._by_key.get(key)
         a = self._alarms.get(aid) if aid is not None else None
         if a is None:
@@ -226,7 +238,7 @@ class AlarmBook:
         unit = self._unit(sensor)
         shown = f"{value:.1f} {unit}".rstrip() if math.isfinite(value) else "no data"
         thr = ""
-        if self._threshold_of is not None and cond is not Level.NONE:
+        if self._threshold_of is not None and cond is not Level.NONE and row >= 0 and rule >= 0:
             t = self._threshold_of(row, rule, cond)
             if t is not None:
                 thr = f" {t[0]} {t[1]:g}"
@@ -255,7 +267,7 @@ class AlarmBook:
             id=self._next_id, enterprise_id=key[0], sensor_id=key[1],
             device_id=sensor.device_id if sensor is not None else "",
             area=sensor.area if sensor is not None else "",
-            kind=sensor.kind if sensor is not None else "",
+            kind=sensor.kind if sensor is not None else ("system" if row < 0 else ""),
             rule=key[2], level=level, status=AlarmStatus.ACTIVE, value=value,
             raised_at=ts, updated_at=ts, peak_level=level,
             extra={"row": row, "rule_index": rule, "cond_level": int(level), "floor": 0, "latched": False,

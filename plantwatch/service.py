@@ -33,6 +33,7 @@ from plantwatch.settings import Settings
 log = logging.getLogger("plantwatch.service")
 
 ENGINE_SNAPSHOT = "engine"
+BUFFER_SOURCE, BUFFER_RULE = "store", "buffer_near_full"
 RISK_WINDOW_MS = 24 * 3600 * 1000
 
 
@@ -52,7 +53,7 @@ class Service:
         self.metrics = Metrics()
         self.registry = registry if registry is not None else load_registry(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.readings, self.alarms = open_stores(settings, self.registry)
+        self.readings, self.alarms = open_stores(settings, self.registry, metrics=self.metrics)
         self.engine = AlarmEngine(self.registry.sensors, self.registry.enterprises)
         self._engine_version = self.registry.version
         snap = self.alarms.load_snapshot(ENGINE_SNAPSHOT)
@@ -67,12 +68,14 @@ class Service:
             sensor_of=self._sensor_of,
             rule_names=self.engine.rule_names,
             next_id=self.alarms.max_alarm_id() + 1,
+            threshold_of=self.engine.threshold_of,
         )
         self.book.load(self.alarms.load_open_alarms())
         self.hub = EventHub()
         self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock)
         self._tasks: list[asyncio.Task[None]] = []
         self.started_ms = clock()
+        self._last_compact_ms = self.started_ms
         self._refresh_open_gauge()
 
     # -- registry ------------------------------------------------------------------------
@@ -129,7 +132,28 @@ class Service:
         tr = self.engine.tick(now)
         changes = self.book.apply(tr, now) if len(tr) else []
         changes += self.book.tick(now)
+        changes += self._check_buffer(now)
         self.publish(changes)
+
+    def _check_buffer(self, now_ms: int) -> list[Change]:
+        """System alarm ``store/buffer_near_full``: orange at the spool's near-full mark, red at
+        95 % (the next batches will be refused and stay unacked at the broker); clears when drained."""
+        used = self.readings.buffer_bytes
+        pct = 100.0 * used / self.settings.buffer_max_bytes
+        level = Level.RED if pct >= 95.0 else Level.ORANGE if self.readings.buffer_near_full else Level.NONE
+        return self.book.apply_system(BUFFER_SOURCE, BUFFER_RULE, level, round(pct, 1), now_ms, now_ms)
+
+    async def maybe_compact(self, now_ms: int) -> int:
+        """Every ``compact_interval_s``: merge the SQLite store's chunks of closed hours (in a
+        worker thread, off the event loop). Returns the number of chunk rows removed."""
+        compact = getattr(self.readings, "compact", None)
+        if compact is None or now_ms - self._last_compact_ms < self.settings.compact_interval_s * 1000:
+            return 0
+        self._last_compact_ms = now_ms
+        removed: int = await asyncio.to_thread(compact, now_ms - 3_600_000)
+        if removed:
+            log.info("store compaction merged %d chunk rows", removed)
+        return removed
 
     # -- staff actions -------------------------------------------------------------------
     def acknowledge(self, alarm_id: int, by: str, comment: str) -> Alarm:
@@ -196,6 +220,7 @@ class Service:
                 n += 1
                 if n % snap_every == 0:
                     self.snapshot_engine()
+                await self.maybe_compact(self.clock())
             except Exception:
                 log.exception("ticker iteration failed; continuing")
 

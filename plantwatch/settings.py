@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     batch_max_delay_ms: int = Field(50, gt=0)
     queue_max_messages: int = Field(100_000, gt=0)
     tick_interval_ms: int = Field(1000, gt=0)
+    buffer_max_bytes: int = Field(1 << 30, gt=4096)  # InfluxDB outage spool bound
+    compact_interval_s: float = Field(3600.0, gt=0)  # SQLite store: merge closed hours' chunks
     enterprises: list[str] = Field(default_factory=list)  # partition: empty = all
     log_level: str = "INFO"
 

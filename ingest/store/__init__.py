@@ -29,9 +29,6 @@ from plantwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUFFER_MAX_BYTES = 1 << 30
-
-
 class MirroredAlarmStore:
     """SQLite alarm store that also appends every saved event to InfluxDB (``alarm_event``).
 
@@ -82,7 +79,7 @@ def open_stores(settings: Settings, registry: Registry | None = None, *,
     """The reading store chosen by ``settings.store`` and the alarm store (SQLite), under ``settings.data_dir``.
 
     With ``store == "influx"``: ``settings.influx_url/token/org/bucket``; the spool bound is
-    ``settings.buffer_max_bytes`` when that setting exists (else 1 GiB). ``registry`` gives
+    ``settings.buffer_max_bytes``. ``registry`` gives
     the kind/area tags; ``metrics`` (optional) receives buffer bytes, written readings and
     store errors.
     """
@@ -90,9 +87,8 @@ def open_stores(settings: Settings, registry: Registry | None = None, *,
     data_dir.mkdir(parents=True, exist_ok=True)
     if settings.store == "influx":
         alarms = SQLiteAlarmStore(data_dir / "alarms.sqlite3")
-        max_bytes = int(getattr(settings, "buffer_max_bytes", DEFAULT_BUFFER_MAX_BYTES))
         influx = open_influx(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket,
-                             data_dir, registry=registry, buffer_max_bytes=max_bytes, metrics=metrics)
+                             data_dir, registry=registry, buffer_max_bytes=settings.buffer_max_bytes, metrics=metrics)
         return influx, MirroredAlarmStore(alarms, influx)
     readings, alarms = open_sqlite(data_dir)
     return readings, alarms

@@ -1,0 +1,49 @@
+"""Service wiring with real stores: hourly compaction of the SQLite store, and system alarms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alerts.lifecycle import AlarmBook
+from plantwatch.clock import FakeClock
+from plantwatch.domain import AlarmStatus, Level
+from plantwatch.registry import Registry
+from plantwatch.service import Service
+from plantwatch.settings import Settings
+from tests.store._util import grid_batch
+
+T0 = 1_795_459_488_000
+HOUR_MS = 3_600_000
+
+
+async def test_compaction_runs_once_per_interval_and_removes_redelivered_duplicates(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    svc = Service(Settings(data_dir=tmp_path, compact_interval_s=3600), clock=clock, registry=Registry())
+    try:
+        hour_start = (T0 - 3 * HOUR_MS) // HOUR_MS * HOUR_MS
+        batch = grid_batch(3, 10, hour_start, registered=False)
+        svc.readings.write_readings(batch)
+        svc.readings.write_readings(batch)  # a QoS 1 redelivery after a crash: same readings again
+        before = svc.readings.query_readings("E1", "S-0000", hour_start, hour_start + HOUR_MS, 1000)
+        assert len(before) == 10  # queries deduplicate by timestamp; storage still holds two chunks per sensor
+        assert await svc.maybe_compact(clock.advance(HOUR_MS - 1)) == 0  # not yet due
+        removed = await svc.maybe_compact(clock.advance(1))
+        assert removed == 3  # one extra chunk per sensor merged away
+        after = svc.readings.query_readings("E1", "S-0000", hour_start, hour_start + HOUR_MS, 1000)
+        assert after == before
+        assert await svc.maybe_compact(clock.advance(1000)) == 0  # the next run waits a full interval
+    finally:
+        await svc.stop()
+
+
+def test_system_alarm_has_the_full_lifecycle() -> None:
+    book = AlarmBook(sensor_of=lambda row: None, rule_names=["high"])
+    [(raised, ev)] = book.apply_system("store", "buffer_near_full", Level.ORANGE, 85.0, T0, T0)
+    assert (ev.type, raised.kind, raised.sensor_id, raised.enterprise_id) == ("raised", "system", "store", "")
+    assert book.apply_system("store", "buffer_near_full", Level.ORANGE, 86.0, T0 + 1000, T0 + 1000) == []
+    [(up, ev2)] = book.apply_system("store", "buffer_near_full", Level.RED, 96.0, T0 + 2000, T0 + 2000)
+    assert (ev2.type, up.id, up.level) == ("escalated", raised.id, Level.RED)
+    book.acknowledge(raised.id, "duty-officer", "InfluxDB restarted", T0 + 3000)
+    [(cleared, ev3)] = book.apply_system("store", "buffer_near_full", Level.NONE, 10.0, T0 + 4000, T0 + 4000)
+    assert ev3.type == "cleared"
+    assert cleared.status is AlarmStatus.CLEARED
