@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings.mqtt_url, settings.topic_prefix, settings.http_host, settings.http_port,
         settings.data_dir, settings.store)
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_level=settings.log_level.lower(), access_log=False, ws="websockets")
+                log_level=settings.log_level.lower(), access_log=False, ws="websockets-sansio")
     return 0
 
 

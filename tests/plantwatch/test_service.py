@@ -47,3 +47,15 @@ def test_system_alarm_has_the_full_lifecycle() -> None:
     [(cleared, ev3)] = book.apply_system("store", "buffer_near_full", Level.NONE, 10.0, T0 + 4000, T0 + 4000)
     assert ev3.type == "cleared"
     assert cleared.status is AlarmStatus.CLEARED
+
+
+def test_demo_event_line_shows_a_missing_value_as_a_dash() -> None:
+    from plantwatch.demo import format_event
+
+    alarm = {"id": 7, "level": "orange", "enterprise_id": "E1", "sensor_id": "GT-1", "kind": "gas.combustible",
+             "rule": "deadman", "value": None, "status": "active"}
+    line = format_event({"alarm": alarm, "event": {"type": "raised", "by": None}})
+    assert "#7 raised" in line
+    assert "value=— status=active" in line
+    line = format_event({"alarm": {**alarm, "value": 51.42}, "event": {"type": "acknowledged", "by": "li.wei"}})
+    assert line.endswith("value=51.42 status=active by li.wei")
