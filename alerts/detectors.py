@@ -77,8 +77,9 @@ def ladder_step(
     return np.where(late, np.maximum(prev, raw), new).astype(np.int8, copy=False)
 
 
-def rate_per_min(ring_v: F64, ring_t: I64, count: I64, rows: I32, v: F64, ts: I64) -> F64:
-    """Rate of change (unit/min) between ``v`` at ``ts`` and the oldest sample in the ring.
+def rate_per_min(ring_v: F64, ring_t: I64, count: I64, rows: I32, v: F64, ts: I64, lag: int | None = None) -> F64:
+    """Rate of change (unit/min) between ``v`` at ``ts`` and the oldest sample in the ring,
+    or the sample ``lag`` readings back (``1 <= lag < window``; the oldest when fewer).
 
     Rings are position-major ``(window, cap)``.
     Call after the reading was written (the ring spans the last ``w`` readings). 0 where
@@ -86,7 +87,11 @@ def rate_per_min(ring_v: F64, ring_t: I64, count: I64, rows: I32, v: F64, ts: I6
     """
     w = ring_v.shape[0]
     cnt = count[rows]
-    oldest = np.where(cnt > w, cnt % w, 0)
+    if lag is None:
+        oldest = np.where(cnt > w, cnt % w, 0)
+    else:
+        back = cnt - 1 - lag  # absolute index of the sample lag readings before the newest
+        oldest = np.where(back >= 0, back % w, 0)
     v0 = ring_v[oldest, rows]
     t0 = ring_t[oldest, rows]
     dt = ts - t0

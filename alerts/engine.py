@@ -110,6 +110,7 @@ class AlarmEngine:
             Column("seen_ms", np.int64, NO_TS), Column("flat_since", np.int64, NO_TS),
             Column("count", np.int64, 0), Column("busy", np.bool_, False),
             Column("spark_ms", np.int64, NO_TS), Column("anomaly_ms", np.int64, NO_TS),
+            Column("score", np.float32, np.nan),  # last anomaly score in [0, 1] (replay, API)
             Column("level", np.int8, 0, (NR,)),
         ]
         for name in _LADDERS:
@@ -235,6 +236,11 @@ class AlarmEngine:
         """View of the (rows, rules) level matrix (read-only use)."""
         lv: npt.NDArray[np.int8] = self._st["level"][: self._n]
         return lv
+
+    def anomaly_scores(self, rows: I32) -> F64:
+        """Last anomaly score in [0, 1] of each row (NaN before its first in-order reading or
+        with ``anomaly=False``)."""
+        return self._st["score"][rows].astype(np.float64)
 
     def threshold_of(self, row: int, rule: int, level: Level) -> tuple[str, float] | None:
         """(operator, threshold) behind ``level`` of a threshold rule, for alarm messages
@@ -466,7 +472,10 @@ class AlarmEngine:
         ring_v, ring_t, count = self._ring_v, self._ring_t, st["count"]
         det.ring_write(ring_v, ring_t, count, r, v, t)
         rate = det.rate_per_min(ring_v, ring_t, count, r, v, t)
-        self._rate_rule(r, t, v, rate, out)
+        # "rising" needs the newest quarter of the window rising too: after a peak the whole-window
+        # rate stays positive while the value falls (a leak dispersing is not a leak growing)
+        recent = det.rate_per_min(ring_v, ring_t, count, r, v, t, lag=max(1, self._w // 4))
+        self._rate_rule(r, t, v, rate, np.minimum(rate, recent), out)
         st["last_ts"][r] = t
         st["last_v"][r] = v
         sp = cfg.spark[r] & (v > 0)
@@ -483,6 +492,7 @@ class AlarmEngine:
         if not len(r):
             return
         score = np.asarray(self._anomaly.score_learn(r, v, t), np.float64)
+        self._st["score"][r] = score
         last = self._st["anomaly_ms"]
         fired = (score >= ANOMALY_BLUE) & (self._st["count"][r] >= ANOMALY_MIN_SAMPLES)
         if fired.any():
@@ -501,7 +511,10 @@ class AlarmEngine:
             eta = np.where(rate > 0, (nxt - v) / rate * 60000.0, np.inf)
         return np.asarray(eta, np.float64)
 
-    def _rate_rule(self, r: I32, t: I64, v: F64, rate: F64, out: _Out) -> None:
+    def _rate_rule(self, r: I32, t: I64, v: F64, rate: F64, rising_rate: F64, out: _Out) -> None:
+        """Blue when at/above the floor and rising; yellow when the next threshold is near.
+        ``rate`` (whole window) is reported; ``rising_rate`` (the lower of the window's and
+        its newest quarter's) decides."""
         cfg = self._cfg
         floor = cfg.rate_floor[r]
         on = ~np.isnan(floor)
@@ -510,12 +523,12 @@ class AlarmEngine:
                 self._set(R_RATE, r, np.zeros(len(r), np.int8), rate, t, out)
             return
         rmin = cfg.rate_min[r]
-        rising = on & (v >= floor) & (rate >= rmin)
-        eta_ok = rising & (cfg.rate_eta_ms[r] > 0) & (self._eta_ms(r, v, rate) <= cfg.rate_eta_ms[r])
+        rising = on & (v >= floor) & (rising_rate >= rmin)
+        eta_ok = rising & (cfg.rate_eta_ms[r] > 0) & (self._eta_ms(r, v, rising_rate) <= cfg.rate_eta_ms[r])
         raw = np.where(eta_ok, np.int8(Level.YELLOW), np.where(rising, np.int8(Level.BLUE), np.int8(0)))
         prev = self._st["level"][r, R_RATE]
         # hysteresis: keep the level while >= 90 % of the floor and rising >= half the minimum rate
-        hold = on & (v >= 0.9 * floor) & (rate >= 0.5 * rmin)
+        hold = on & (v >= 0.9 * floor) & (rising_rate >= 0.5 * rmin)
         new = np.maximum(raw, np.where(hold, prev, np.int8(0))).astype(np.int8)
         self._set(R_RATE, r, new, rate, t, out)
 

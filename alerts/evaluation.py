@@ -226,6 +226,12 @@ class Evaluation:
             "ttd_median_ms": self.ttd_median_ms,
             "ttd_p95_ms": self.ttd_p95_ms,
             "nab_score": self.nab_score,
+            "missed": [
+                {"id": r.label.id, "kind": r.label.kind, "enterprise_id": r.label.enterprise_id,
+                 "sensors": list(r.label.sensors), "start_ms": r.label.start_ms, "end_ms": r.label.end_ms,
+                 "min_level": r.label.min_level.label}
+                for r in self.results if r.label.expected and r.alarm is None
+            ],
         }
 
 

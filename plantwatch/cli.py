@@ -6,6 +6,9 @@ import argparse
 import logging
 import sys
 
+from plantwatch.tools import add_parsers as add_tool_parsers
+from plantwatch.tools import evaluate_main, replay_main
+
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
@@ -58,11 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mqtt-port", type=int, default=1883, help="embedded broker port (default 1883)")
     p.add_argument("--data-dir", default="./var/demo", help="demo data directory, wiped at start")
     sub.add_parser("simulate", help="publish simulated plants to a broker (see: plantwatch simulate --help)")
+    add_tool_parsers(sub)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "replay":
+        return replay_main(args)
+    if args.command == "evaluate":
+        return evaluate_main(args)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -152,6 +152,21 @@ def test_rate_predicts_time_to_next_threshold() -> None:
     assert eta[0] == pytest.approx(30.0)
 
 
+def test_falling_after_a_peak_is_not_rising() -> None:
+    """The whole-window rate stays positive after a peak; the newest quarter decides (replay found it)."""
+    e = make_engine([sensor("GT-1", "gas.combustible")])
+    values = [2.0] * 10 + [15.0, 22.0, 24.0, 24.5, 20.0, 17.0, 15.0]
+    levels = []
+    for i, v in enumerate(values):
+        feed(e, 0, T0 + i * 10 * S, v)
+        levels.append(e.level(0, "rate").label)
+    assert levels[10:14] == ["yellow"] * 4  # >= 10 %LEL and rising fast towards 25
+    # falling from 24.5: cleared within a quarter window (4 readings back still include the rise once)
+    assert levels[14:] == ["yellow", "none", "none"]
+    rate, _ = e.rate_eta(np.array([0], np.int32))
+    assert rate[0] > 1.0  # the whole-window rate alone (>= 1 %LEL/min) would still call it rising
+
+
 # -- flatline and range -------------------------------------------------------------------------
 
 
