@@ -89,9 +89,9 @@ class EngineSink:
 
 
 class CountingStore:
-    """Wraps the SQLite store; sets ``done`` once ``target`` readings are written."""
+    """Wraps the reading store; sets ``done`` once ``target`` readings are written."""
 
-    def __init__(self, inner: SQLiteReadingStore, target: int) -> None:
+    def __init__(self, inner: Any, target: int) -> None:
         self.inner = inner
         self.target = target
         self.written = 0
@@ -176,12 +176,20 @@ class NullSink:
 
 
 SINK = "null"
+STORE = "sqlite"  # or "influx": InfluxReadingStore -> a real victoria-metrics on loopback
 
 
 def drain_pipeline(broker: Broker, client_id: str, n_readings: int, data_dir: Path) -> float:
     """Seconds for Pipeline.run to store ``n_readings`` queued readings (SQLite + engine)."""
     reg = make_registry()
-    store = CountingStore(SQLiteReadingStore(data_dir / f"{client_id}.sqlite3"), n_readings)
+    if STORE == "influx":
+        from ingest.store.influx import open_influx
+
+        assert VM_URL, "victoria-metrics not started"
+        inner: Any = open_influx(VM_URL, "token", "org", "bucket", data_dir / client_id, registry=reg)
+    else:
+        inner = SQLiteReadingStore(data_dir / f"{client_id}.sqlite3")
+    store = CountingStore(inner, n_readings)
     settings = Settings(mqtt_url=broker.url, mqtt_client_id=client_id, max_past_age_s=30 * 86400.0)
     pipe = Pipeline(settings, reg, store, make_sink(reg, SINK), Metrics())
 
@@ -197,14 +205,27 @@ def drain_pipeline(broker: Broker, client_id: str, n_readings: int, data_dir: Pa
     try:
         return asyncio.run(main())
     finally:
+        spooled = getattr(store.inner, "spooled_writes", 0)
+        if spooled:
+            print(f"  note: {spooled} batches went to the outage spool instead of the server", flush=True)
         store.inner.close()
 
 
+VM_URL = ""
+
+
 def bench_mqtt(per_msg: int, n_msgs: int, runs: int) -> dict[str, list[float]]:
+    global VM_URL
     res: dict[str, list[float]] = {"paho": [], "pipeline": []}
     base = time.time_ns() // 1_000_000 - 20 * 86_400_000
     for run in range(runs):
-        with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp) / "mq") as broker:
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+            broker = stack.enter_context(mosquitto(Path(tmp) / "mq"))
+            if STORE == "influx":
+                from tests.servers import victoria_metrics
+
+                VM_URL = stack.enter_context(victoria_metrics(Path(tmp) / "vm")).url
             for mode in ("paho", "pipeline"):
                 cid = f"bench-{mode}-{run}"
                 create_session(broker, cid)
@@ -255,10 +276,12 @@ def main() -> None:
     ap.add_argument("--sink", choices=("null", "engine"), default="null",
                     help="alarm sink: nothing, or alerts.engine.AlarmEngine.evaluate")
     ap.add_argument("--skip-mqtt", action="store_true")
+    ap.add_argument("--store", choices=("sqlite", "influx"), default="sqlite",
+                    help="pipeline's reading store in the MQTT runs (influx: a local victoria-metrics)")
     args = ap.parse_args()
-    global SINK
-    SINK = args.sink
-    print(f"sink={SINK}")
+    global SINK, STORE
+    SINK, STORE = args.sink, args.store
+    print(f"sink={SINK} store={STORE}")
     med = statistics.median
     print("process() only (no MQTT), readings/s:")
     for per_msg, n in ((1, args.single_msgs), (100, args.batch_msgs)):

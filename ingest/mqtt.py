@@ -25,11 +25,12 @@ QoS 1 message is left unacked and the pipeline reconnects so the broker redelive
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -97,6 +98,21 @@ class Intake:
         self.put(topic, message.payload, message.mid if message.qos else 0)
 
 
+class _LevelGate:
+    """A ``log(level, fmt, *args)`` front for paho that drops records below the level the
+    wrapped logger had enabled when the connection was made (one comparison per call)."""
+
+    __slots__ = ("_logger", "_min")
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._min = logging.DEBUG if logger.isEnabledFor(logging.DEBUG) else logging.INFO
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        if level >= self._min:
+            self._logger.log(level, fmt, *args)
+
+
 class MqttSource:
     """One broker connection: ``async with MqttSource(settings, intake, filters) as src``.
 
@@ -123,6 +139,10 @@ class MqttSource:
         self._intake = intake
         self._paho: Any = self.client._client  # private: see module docstring
         self._paho.on_message = intake.on_paho_message
+        # aiomqtt hands paho a logger, and paho calls Logger.log twice per message (packet in,
+        # PUBACK out) at DEBUG: ~1.5 us per message, 8 % of the single-reading path. Forward
+        # only what the logger would emit (warnings and errors unless "mqtt" is at DEBUG).
+        self._paho.enable_logger(cast(logging.Logger, _LevelGate(self.client._logger)))  # duck-typed: .log()
         if self.qos:
             self._paho.manual_ack_set(True)
 
