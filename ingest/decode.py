@@ -328,8 +328,10 @@ class Decoder:
         vtypes = set(map(type, vals))
         if not vtypes <= _NUMBER_TYPES:  # bool, str, None, list, dict → per-reading path
             return 0
-        if float in vtypes and not all(v - v == 0.0 for v in vals):
-            return 0
+        if float in vtypes:
+            total = sum(vals)  # C loop; NaN/inf anywhere (or an overflowing sum) -> per-reading path
+            if total - total != 0.0:
+                return 0
         ttypes = set(map(type, tss))
         n = len(tss)
         if ttypes == _NONE_ONLY:

@@ -124,6 +124,12 @@ def test_batch_without_any_ts_takes_receive_time() -> None:
     assert (b.ts_ms.tolist(), b.ts_source.tolist()) == ([NOW], [TsSource.RECEIVED])
 
 
+def test_huge_finite_values_whose_sum_overflows_are_accepted() -> None:
+    out, b = decode(j({"ts": NOW, "readings": [{"sensor": "a", "value": 1e308}, {"sensor": "b", "value": 1e308}]}))
+    assert out.accepted == 2  # the whole-batch finite check overflows; the per-reading path takes them
+    assert b.value.tolist() == [1e308, 1e308]
+
+
 def test_malformed_readings_in_a_batch_are_rejected_alone() -> None:
     out, b = decode(j({"readings": [
         {"sensor": "ok1", "value": 1},
