@@ -61,12 +61,14 @@ def make_payloads(n_msgs: int, per_msg: int, base_ms: int) -> list[bytes]:
     k = 0
     for _ in range(n_msgs):
         if per_msg == 1:
-            out.append(orjson.dumps({"sensor": f"S{k % N_SENSORS:04d}", "ts": base_ms + k, "value": 12.5}))
+            v = 12.5 + (k % 7) if VALUES == "elevated" else 1.0 + (k % 7) * 0.1
+            out.append(orjson.dumps({"sensor": f"S{k % N_SENSORS:04d}", "ts": base_ms + k, "value": v}))
             k += 1
         else:
             rs = []
             for _ in range(per_msg):
-                rs.append({"sensor": f"S{k % N_SENSORS:04d}", "value": 12.5 + (k % 7), "ts": base_ms + k})
+                v = 12.5 + (k % 7) if VALUES == "elevated" else 1.0 + (k % 7) * 0.1
+                rs.append({"sensor": f"S{k % N_SENSORS:04d}", "value": v, "ts": base_ms + k})
                 k += 1
             out.append(orjson.dumps({"ts": base_ms, "readings": rs}))
     return out
@@ -176,6 +178,10 @@ class NullSink:
 
 
 SINK = "null"
+#: "quiet": 1.0-1.6 %LEL, what a healthy plant sends (the engine's fast path); "elevated":
+#: 12.5-18.5 %LEL swinging by 6 %LEL/s, above the rate-rule floor, so every reading takes
+#: the full rule set and rate alarms flap (a worst case for the engine)
+VALUES = "quiet"
 STORE = "sqlite"  # or "influx": InfluxReadingStore -> a real victoria-metrics on loopback
 
 
@@ -278,10 +284,12 @@ def main() -> None:
     ap.add_argument("--skip-mqtt", action="store_true")
     ap.add_argument("--store", choices=("sqlite", "influx"), default="sqlite",
                     help="pipeline's reading store in the MQTT runs (influx: a local victoria-metrics)")
+    ap.add_argument("--values", choices=("quiet", "elevated"), default="quiet",
+                    help="reading values: quiet plant (default) or every reading near a threshold")
     args = ap.parse_args()
-    global SINK, STORE
-    SINK, STORE = args.sink, args.store
-    print(f"sink={SINK} store={STORE}")
+    global SINK, STORE, VALUES
+    SINK, STORE, VALUES = args.sink, args.store, args.values
+    print(f"sink={SINK} store={STORE} values={VALUES}")
     med = statistics.median
     print("process() only (no MQTT), readings/s:")
     for per_msg, n in ((1, args.single_msgs), (100, args.batch_msgs)):
