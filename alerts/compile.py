@@ -18,6 +18,7 @@ from alerts.rules import (
     DEADMAN_INTERVALS,
     DEADMAN_YELLOW_S,
     DEFAULT_OEL_PPM,
+    FAN_RUNNING_MPS,
     KIND_RULES,
     LEVEL_NAMES,
     LOW_LIMIT_ORANGE_S,
@@ -98,6 +99,7 @@ class Compiled:
     temp_compound: B
     spark: B
     critical: B              # critical feeder
+    run_min: F64             # dust.air_velocity: at or above this the area's fan runs, m/s (NaN = other kinds)
     main_meter: B            # power.active_power
     ent: I32                 # enterprise index (into ent_ids)
     dev: I32                 # device index (into dev_keys), -1 = no device
@@ -173,7 +175,7 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
         flat_ms=np.zeros(n, np.int64), rate_floor=np.full(n, np.nan), rate_min=np.ones(n),
         rate_eta_ms=np.zeros(n, np.int64), dm_blue_ms=np.zeros(n, np.int64),
         dm_yellow_ms=np.zeros(n, np.int64), votes=np.zeros(n, bool), temp_compound=np.zeros(n, bool),
-        spark=np.zeros(n, bool), critical=np.zeros(n, bool), main_meter=np.zeros(n, bool),
+        spark=np.zeros(n, bool), critical=np.zeros(n, bool), run_min=np.full(n, np.nan), main_meter=np.zeros(n, bool),
         ent=np.full(n, -1, np.int32), dev=np.full(n, -1, np.int32), area=np.full(n, -1, np.int32),
         ent_ids=[], dev_keys=[], area_keys=[], dev_anchor=np.zeros(0, np.int32),
         area_anchor=np.zeros(0, np.int32), ent_status=[], ent_capacity=np.zeros(0),
@@ -357,6 +359,10 @@ def _compile_row(c: Compiled, i: int, s: Sensor, enterprises: Mapping[str, Enter
         if not isinstance(p["critical"], bool):
             raise ConfigError(f"{where} params.critical", f"expected true or false, got {p['critical']!r}")
         c.critical[i] = p["critical"] and s.kind == "power.feeder_current"
+
+    if s.kind == "dust.air_velocity":
+        c.run_min[i] = _num(f"{where} params.running_min", p.get("running_min", FAN_RUNNING_MPS),
+                            positive=True, allow_zero=False)
 
     # -- range, flatline, rate, deadman -------------------------------------------------
     c.range_lo[i], c.range_hi[i] = spec.lo, spec.hi

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alerts import detectors as det
-from alerts.compile import Compiled, LadderArrays, compile_config
+from alerts.compile import FEEDER_ZERO_A, Compiled, LadderArrays, compile_config
 from alerts.power import PowerAnalytics
 from alerts.rules import (
     ANOMALY_BLUE,
@@ -31,6 +31,9 @@ from alerts.rules import (
     ANOMALY_MIN_SAMPLES,
     AREA_VOTE_N,
     GATEWAY_YELLOW_S,
+    INTERLOCK_H2_LEVEL,
+    INTERLOCK_TEMP_LEVEL,
+    PDIFF_ZERO_FRAC,
     RULE,
     RULE_NAMES,
     SPARK_RATE_WINDOW_S,
@@ -50,7 +53,7 @@ NR = len(RULE_NAMES)
 R_HIGH, R_LOW, R_RATE, R_FLAT, R_RANGE = RULE["high"], RULE["low"], RULE["rate"], RULE["flatline"], RULE["range"]
 R_DEAD, R_GW, R_BASE, R_COMP, R_VOTE = (RULE["deadman"], RULE["gateway_offline"], RULE["baseline"],
                                         RULE["compound"], RULE["area_vote"])
-R_ANOM = RULE["anomaly"]
+R_ANOM, R_LOCK = RULE["anomaly"], RULE["interlock"]
 _LADDERS = ("high", "low", "baseline", "overload")
 _LADDER_RULE = {"high": R_HIGH, "low": R_LOW, "baseline": R_BASE, "overload": RULE["overload"]}
 
@@ -167,6 +170,7 @@ class AlarmEngine:
         self._q_hi = np.where(self._st["busy"][: cfg.n], -np.inf, cfg.q_hi)
         self._rebuild_gateways()
         self._rebuild_areas()
+        self._rebuild_interlocks()
         self._power.sync(cfg, self._st.cap)
         if self._anomaly_on:
             if self._anomaly is None:
@@ -211,6 +215,29 @@ class AlarmEngine:
         temps = temps[np.argsort(cfg.area[temps], kind="stable")]
         self._temp_rows = temps.astype(np.int32)
         self._temp_ptr = np.searchsorted(cfg.area[temps], np.arange(na + 1)).astype(np.int64)
+
+    def _rebuild_interlocks(self) -> None:
+        """Row sets of the interlock rule (rows in an area only): equipment-state sources
+        and the candidate rows that carry the red, by role."""
+        cfg = self._cfg
+        in_area = cfg.area >= 0
+
+        def rows(*kinds: str, extra: npt.NDArray[np.bool_] | None = None) -> I32:
+            m = np.isin(cfg.kind, [KIND_INDEX[k] for k in kinds]) & in_area
+            if extra is not None:
+                m &= extra
+            return np.flatnonzero(m).astype(np.int32)
+
+        self._lk_fan = rows("dust.air_velocity")
+        self._lk_feed = rows("power.feeder_current", extra=cfg.critical)
+        self._lk_temp = rows("dust.hopper_temperature", "dust.inlet_temperature")
+        self._lk_valve = rows("dust.isolation_valve")
+        self._lk_water = rows("dust.water_level", "dust.water_flow")
+        self._lk_h2 = rows("gas.hydrogen")
+        self._lk_rcd = rows("power.residual_current")
+        self._lk_pdiff = rows("dust.pressure_diff", extra=~np.isnan(cfg.baseline))
+        self._lk_cand = np.concatenate([self._lk_water, self._lk_h2, self._lk_rcd, self._lk_temp,
+                                        self._lk_pdiff]).astype(np.int32)
 
     @property
     def size(self) -> int:
@@ -596,6 +623,63 @@ class AlarmEngine:
         ts = np.maximum(st["last_ts"][temps], ls) if tick_ts is None else np.full(len(temps), tick_ts, np.int64)
         self._set(R_COMP, temps, new, st["last_v"][temps].astype(np.float64), ts, out)
 
+    def _interlock(self, now_ms: int, out: _Out) -> None:
+        """Interlock reds (DOMAIN.md red column, [P]), evaluated on the wall clock in ``tick``.
+
+        Equipment state per area, from sensors whose newest reading is fresh (not older than
+        their deadman's blue time): the fan / dust equipment runs when a duct air velocity is
+        at or above ``run_min``; ventilation is off when a critical feeder reads <= 0.5 A. Red
+        on the candidate row when, in its area:
+
+        * dust.water_level / flow below its low limit (low rule >= yellow) while the fan runs;
+        * gas.hydrogen at or above yellow (25 %LEL) while ventilation is off;
+        * power.residual_current at or above orange (500 mA) with a dust temperature alarm
+          (high rule >= yellow);
+        * a dust temperature at orange (70 °C) while the fan runs and the isolation valve is
+          in fault (cannot close);
+        * dust.pressure_diff at orange and ≈0 (<= 10 % of its baseline: bag rupture) while the
+          fan runs and a dust temperature is rising (baseline rule >= blue, or high >= yellow).
+        """
+        cand = self._lk_cand
+        if not len(cand):
+            return
+        cfg, st = self._cfg, self._st
+        lv = st["level"]
+        na = len(cfg.area_keys)
+
+        def fresh(r: I32) -> npt.NDArray[np.bool_]:
+            lt = st["last_ts"][r]
+            return np.asarray((lt != NO_TS) & (now_ms - lt <= cfg.dm_blue_ms[r]), dtype=bool)
+
+        def any_in_area(r: I32, m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+            out_a = np.zeros(na + 1, bool)
+            out_a[cfg.area[r[m]]] = True
+            return out_a
+
+        fan, feed, temp, valve = self._lk_fan, self._lk_feed, self._lk_temp, self._lk_valve
+        fan_runs = any_in_area(fan, fresh(fan) & (st["last_v"][fan] >= cfg.run_min[fan]))
+        vent_off = any_in_area(feed, fresh(feed) & (st["last_v"][feed] <= FEEDER_ZERO_A))
+        t_hi = lv[temp, R_HIGH]
+        temp_alarm = any_in_area(temp, t_hi >= INTERLOCK_TEMP_LEVEL)
+        temp_rise = temp_alarm | any_in_area(temp, lv[temp, R_BASE] > 0)
+        valve_fault = any_in_area(valve, lv[valve, R_HIGH] >= Level.ORANGE)
+
+        def at_least(r: I32, rule: int, level: Level) -> npt.NDArray[np.bool_]:
+            return np.asarray(lv[r, rule] >= level, dtype=bool)
+
+        parts = [
+            at_least(self._lk_water, R_LOW, Level.YELLOW) & fan_runs[cfg.area[self._lk_water]],
+            at_least(self._lk_h2, R_HIGH, INTERLOCK_H2_LEVEL) & vent_off[cfg.area[self._lk_h2]],
+            at_least(self._lk_rcd, R_HIGH, Level.ORANGE) & temp_alarm[cfg.area[self._lk_rcd]],
+            (at_least(temp, R_HIGH, Level.ORANGE) & fan_runs[cfg.area[temp]] & valve_fault[cfg.area[temp]]),
+        ]
+        pd = self._lk_pdiff
+        near0 = st["last_v"][pd] <= PDIFF_ZERO_FRAC * cfg.baseline[pd]
+        parts.append(at_least(pd, R_BASE, Level.ORANGE) & near0 & fan_runs[cfg.area[pd]] & temp_rise[cfg.area[pd]])
+        red = np.concatenate(parts)
+        new = np.where(red, np.int8(Level.RED), np.int8(0)).astype(np.int8)
+        self._set(R_LOCK, cand, new, st["last_v"][cand].astype(np.float64), now_ms, out)
+
     # -- wall clock ----------------------------------------------------------------------
     def _on_clock(self, now_ms: int) -> None:
         if self._resume_from != NO_TS:
@@ -656,6 +740,7 @@ class AlarmEngine:
         if len(comp):
             self._compound(np.unique(cfg.area[comp]), now_ms, now_ms, out)
         self._power.tick(self, now_ms, out)
+        self._interlock(now_ms, out)
         self._settle()
         return out.build()
 
@@ -718,6 +803,9 @@ class AlarmEngine:
         if names != self.rule_names[: len(names)]:
             raise ValueError(f"snapshot rule names {names} are not a prefix of {self.rule_names}")
         st_snap = {k: v for k, v in snap.items() if k.startswith("s.")}
+        lvl = st_snap.get("s.level")
+        if lvl is not None and lvl.ndim == 2 and lvl.shape[1] < NR:  # saved before rules were appended
+            st_snap["s.level"] = np.pad(lvl, ((0, 0), (0, NR - lvl.shape[1])))
         rows = self._st.restore(st_snap, "s.")
         for key, ring in (("s.ring_v", self._ring_v), ("s.ring_t", self._ring_t)):
             a = snap.get(key)

@@ -29,6 +29,7 @@ RULE_NAMES: tuple[str, ...] = (
     "night",            # 12 night production under a suspension or limitation order
     "critical_feeder",  # 13 critical feeder at 0 while production runs
     "anomaly",          # 14 statistical early-warning score (alerts.anomaly), blue
+    "interlock",        # 15 an alarm plus an equipment state of its area (fan runs, ventilation off) -> red
 )
 RULE: dict[str, int] = {name: i for i, name in enumerate(RULE_NAMES)}
 
@@ -162,6 +163,16 @@ AREA_VOTE_N = 2
 SPARK_RATE_WINDOW_S = 60.0
 #: Compound dust: a spark counts as "recent" for this long, seconds [P].
 SPARK_WINDOW_S = 60.0
+#: Interlock reds [P] (DOMAIN.md red column): a duct air velocity (dust.air_velocity) at or
+#: above this means the area's fan / dust equipment runs, m/s (per sensor: params.running_min).
+FAN_RUNNING_MPS = 1.0
+#: A temperature (dust.*_temperature) "alarm" for the residual-current red: its high rule at
+#: or above this level.
+INTERLOCK_TEMP_LEVEL = Level.YELLOW
+#: Hydrogen with ventilation off: the hydrogen high rule at or above this level.
+INTERLOCK_H2_LEVEL = Level.YELLOW
+#: "≈0" pressure difference (bag rupture): at or below this fraction of the baseline.
+PDIFF_ZERO_FRAC = 0.10
 #: Anomaly score at or above which the anomaly rule raises blue (early warning) [P]. 0.9, not
 #: the scorer's 0.5 fire level: on white noise (alerts.anomaly defaults) 0.5 fired 0.78 times
 #: per sensor per 4000 samples, 0.9 fired 0.015 times (measured, 2000 sensors) ...

@@ -14,9 +14,9 @@ MIN = 60 * S
 
 
 def test_rule_names_are_stable() -> None:
-    assert RULE_NAMES[:15] == (
+    assert RULE_NAMES[:16] == (
         "high", "low", "rate", "flatline", "range", "deadman", "gateway_offline", "baseline",
-        "compound", "area_vote", "suspension", "overload", "night", "critical_feeder", "anomaly")
+        "compound", "area_vote", "suspension", "overload", "night", "critical_feeder", "anomaly", "interlock")
 
 
 def test_every_catalogue_kind_has_default_rules_and_compiles() -> None:

@@ -1,0 +1,131 @@
+"""Interlock reds: an alarm plus an equipment state of its area (DOMAIN.md red column, [P]).
+
+Fake clock; the rule runs in ``tick`` on the equipment state of the sensor's area.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alerts.engine import AlarmEngine
+from alerts.rules import RULE_NAMES
+from plantwatch.domain import Level
+from tests.alerts.conftest import T0, feed, make_engine, of_rule, sensor
+
+S = 1000
+
+
+def lock(e: AlarmEngine, now: int) -> list[tuple[int, str, str]]:
+    return of_rule(e, e.tick(now), "interlock")
+
+
+def test_water_below_low_limit_while_the_fan_runs_is_red() -> None:
+    e = make_engine([sensor("WL-1", "dust.water_level", area="WC1", interval_s=10.0, low_limit=0.5),
+                     sensor("AV-1", "dust.air_velocity", area="WC1", interval_s=10.0, low_limit=12.0),
+                     sensor("WL-2", "dust.water_level", area="WC2", interval_s=10.0, low_limit=0.5)])
+    feed(e, [0, 1, 2], [T0] * 3, [0.9, 0.0, 0.9])      # fan stopped, water fine
+    assert lock(e, T0 + 1 * S) == []
+    assert of_rule(e, feed(e, 0, T0 + 10 * S, 0.3), "low") == [(0, "none", "yellow")]
+    assert lock(e, T0 + 11 * S) == []                    # water low but the fan does not run
+    feed(e, 1, T0 + 20 * S, 15.0)                        # fan starts
+    assert lock(e, T0 + 21 * S) == [(0, "none", "red")]
+    feed(e, 2, T0 + 22 * S, 0.2)                         # other area: no fan there
+    assert lock(e, T0 + 23 * S) == []
+    feed(e, 1, T0 + 30 * S, 0.2)                         # fan stops
+    assert lock(e, T0 + 31 * S) == [(0, "red", "none")]
+
+
+def test_stale_fan_reading_does_not_count_as_running() -> None:
+    e = make_engine([sensor("WL-1", "dust.water_level", area="WC1", interval_s=10.0, low_limit=0.5),
+                     sensor("AV-1", "dust.air_velocity", area="WC1", interval_s=10.0)])
+    feed(e, [0, 1], [T0, T0], [0.3, 15.0])
+    assert lock(e, T0 + 1 * S) == [(0, "none", "red")]
+    feed(e, 0, T0 + 25 * S, 0.3)
+    # the fan's newest reading is older than 3 x its interval: unknown, not running
+    assert lock(e, T0 + 31 * S) == [(0, "red", "none")]
+
+
+def test_running_min_is_configurable_per_sensor() -> None:
+    e = make_engine([sensor("WL-1", "dust.water_level", area="WC1", interval_s=10.0, low_limit=0.5),
+                     sensor("AV-1", "dust.air_velocity", area="WC1", interval_s=10.0, running_min=5.0)])
+    feed(e, [0, 1], [T0, T0], [0.3, 4.0])
+    assert lock(e, T0 + 1 * S) == []
+    feed(e, 1, T0 + 2 * S, 5.0)
+    assert lock(e, T0 + 3 * S) == [(0, "none", "red")]
+
+
+def test_hydrogen_with_ventilation_feeder_off_is_red() -> None:
+    e = make_engine([sensor("H2-1", "gas.hydrogen", area="WC1"),
+                     sensor("FD-VENT", "power.feeder_current", area="WC1", critical=True),
+                     sensor("FD-X", "power.feeder_current", area="WC1")])   # not critical
+    feed(e, [0, 1, 2], [T0] * 3, [30.0, 40.0, 0.0])
+    assert e.level(0, "high") == Level.YELLOW
+    assert lock(e, T0 + 1 * S) == []                      # ventilation runs
+    feed(e, 1, T0 + 2 * S, 0.0)
+    assert lock(e, T0 + 3 * S) == [(0, "none", "red")]
+    feed(e, 0, T0 + 4 * S, 5.0)                           # hydrogen back to normal
+    assert lock(e, T0 + 5 * S) == [(0, "red", "none")]
+
+
+def test_residual_current_500_with_temperature_alarm_is_red() -> None:
+    e = make_engine([sensor("RC-1", "power.residual_current", area="DC1"),
+                     sensor("TT-1", "dust.hopper_temperature", area="DC1", interval_s=10.0)])
+    feed(e, [0, 1], [T0, T0], [550.0, 40.0])
+    assert e.level(0, "high") == Level.ORANGE
+    assert lock(e, T0 + 1 * S) == []
+    feed(e, 1, T0 + 2 * S, 62.0)                          # temperature alarm (yellow)
+    assert lock(e, T0 + 3 * S) == [(0, "none", "red")]
+    feed(e, 0, T0 + 4 * S, 350.0)                         # residual current back to yellow
+    assert lock(e, T0 + 5 * S) == [(0, "red", "none")]
+
+
+def test_temperature_70_with_fan_running_and_isolation_valve_fault_is_red() -> None:
+    e = make_engine([sensor("TT-1", "dust.inlet_temperature", area="DC1", interval_s=10.0),
+                     sensor("AV-1", "dust.air_velocity", area="DC1", interval_s=10.0),
+                     sensor("IV-1", "dust.isolation_valve", area="DC1", interval_s=10.0)])
+    feed(e, [0, 1, 2], [T0] * 3, [72.0, 15.0, 0.0])
+    assert lock(e, T0 + 1 * S) == []                      # valve healthy
+    feed(e, 2, T0 + 2 * S, 1.0)
+    assert lock(e, T0 + 3 * S) == [(0, "none", "red")]
+    feed(e, 0, T0 + 4 * S, 65.0)                          # below orange's hysteresis bound
+    assert lock(e, T0 + 5 * S) == [(0, "red", "none")]
+
+
+def test_pressure_diff_near_zero_with_fan_and_temperature_rise_is_red() -> None:
+    e = make_engine([sensor("DP-1", "dust.pressure_diff", area="DC1", interval_s=10.0, baseline=1000.0),
+                     sensor("AV-1", "dust.air_velocity", area="DC1", interval_s=10.0),
+                     sensor("TT-1", "dust.hopper_temperature", area="DC1", interval_s=10.0, baseline=30.0)])
+    feed(e, [0, 1, 2], [T0] * 3, [20.0, 15.0, 35.0])
+    assert e.level(0, "baseline") == Level.ORANGE        # ≈0: bag rupture
+    assert lock(e, T0 + 1 * S) == []                      # no temperature rise yet
+    feed(e, 2, T0 + 2 * S, 50.0)                          # +20 °C over its baseline: blue
+    assert lock(e, T0 + 3 * S) == [(0, "none", "red")]
+    feed(e, 0, T0 + 4 * S, 500.0)                         # -50 %: orange, but not ≈0
+    assert lock(e, T0 + 5 * S) == [(0, "red", "none")]
+
+
+def test_interlock_survives_restart_and_old_snapshots_restore() -> None:
+    sensors = [sensor("WL-1", "dust.water_level", area="WC1", interval_s=10.0, low_limit=0.5),
+               sensor("AV-1", "dust.air_velocity", area="WC1", interval_s=10.0)]
+    a = make_engine(sensors)
+    feed(a, [0, 1], [T0, T0], [0.3, 15.0])
+    assert lock(a, T0 + 1 * S) == [(0, "none", "red")]
+    b = make_engine(sensors)
+    b.restore(a.snapshot())
+    assert b.level(0, "interlock") == Level.RED
+    assert lock(b, T0 + 2 * S) == []                      # no duplicate after restart
+    # a snapshot written before "interlock" existed (15 rules) still restores
+    old = a.snapshot()
+    old["rule_names"] = np.array(RULE_NAMES[:15], dtype=np.str_)
+    old["s.level"] = old["s.level"][:, :15]
+    c = make_engine(sensors)
+    c.restore(old)
+    assert c.level(0, "low") == Level.YELLOW
+    assert lock(c, T0 + 2 * S) == [(0, "none", "red")]
+
+
+def test_no_interlock_without_an_area() -> None:
+    e = make_engine([sensor("WL-1", "dust.water_level", area="", low_limit=0.5),
+                     sensor("AV-1", "dust.air_velocity", area="")])
+    feed(e, [0, 1], [T0, T0], [0.3, 15.0])
+    assert lock(e, T0 + 1 * S) == []
