@@ -429,7 +429,14 @@ class AlarmEngine:
     def _round(self, r: I32, t: I64, v: F64, now_ms: int, out: _Out) -> None:
         """One round of unique rows: quiet rows take the fast path, the rest the full rule set."""
         st, cfg = self._st, self._cfg
-        late = t < st["last_ts"][r]
+        last_ts = st["last_ts"][r]
+        dup = (t == last_ts) & (v == st["last_v"][r])
+        if dup.any():  # the newest reading again (a redelivery): already evaluated, changes nothing
+            keep_i = np.flatnonzero(~dup)
+            r, t, v, last_ts = r[keep_i], t[keep_i], v[keep_i], last_ts[keep_i]
+            if not len(r):
+                return
+        late = t < last_ts
         fs = np.where(v != st["last_v"][r], t, st["flat_since"][r])  # flat since (NaN last -> t)
         slow = (v >= self._q_hi[r]) | (v <= cfg.q_lo[r]) | late  # _q_hi is -inf on busy rows
         slow |= t - fs >= cfg.flat_ms[r]  # about to flatline (FLAT_OFF is never reached)

@@ -1,9 +1,13 @@
-"""Ingest pipeline: MQTT intake → decode → columnar batch → registry rows → store → alarm sink.
+"""Ingest pipeline: MQTT intake → decode → columnar batch → registry rows → alarm sink → store.
 
-``process`` is the synchronous core (used by ``run``, tests and benchmarks);
-``run`` owns the MQTT connection (see :mod:`ingest.mqtt`): reconnect with backoff,
-bounded intake, batching, and — with QoS 1 — acks sent only after
-``store.write_readings`` returned for the batch holding the message (at-least-once).
+``process`` is the synchronous core (used by tests and benchmarks); ``run`` owns the MQTT
+connection (see :mod:`ingest.mqtt`): reconnect with backoff, bounded intake, batching.
+Each batch is evaluated by the alarm sink first, on the event loop, so alarms never wait
+for (or depend on) the database; ``store.write_readings`` then runs on one writer thread,
+overlapping the next batch's decode and evaluation, and — with QoS 1 — the batch's
+messages are acked only after it returned (at-least-once). A failed write leaves its
+messages unacked and reconnects so the broker redelivers them (the engine ignores a
+repeated newest reading; the store keeps one row per (sensor, ts)).
 Nothing on input stops the loop: bad messages become counted rejections, and an
 exception in one batch is logged and counted while the loop carries on.
 """
@@ -15,6 +19,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -47,6 +53,35 @@ class AlarmSink(Protocol):
     def on_readings(self, batch: ReadingBatch, now_ms: int) -> None: ...
 
     def on_gateway_status(self, enterprise_id: str, device_id: str, online: bool, ts_ms: int) -> None: ...
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Up to ``batch_max_readings`` decoded readings with the statuses and packet ids of
+    the messages they came from (acked together once the batch is stored)."""
+
+    batch: ReadingBatch | None
+    statuses: list[GatewayStatus]
+    mids: list[int]
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A store write running on the writer thread."""
+
+    fut: asyncio.Future[BaseException | None]
+    chunks: list[_Chunk]
+    t0: float
+    handled: bool = False
+
+
+@dataclass(slots=True)
+class _Writes:
+    """The store write running on the writer thread and the evaluated chunks queued after it."""
+
+    running: _InFlight | None = None
+    pending: list[_Chunk] = field(default_factory=list)
+    pending_n: int = 0
 
 
 class _Redeliver(Exception):
@@ -98,6 +133,9 @@ class Pipeline:
         self._log_limit = _LogLimiter(clock)
         self._connected = False
         self._store_fail_streak = 0  # consecutive failed store writes (slows reconnects)
+        self._writer_pool: ThreadPoolExecutor | None = None
+        #: evaluated readings queued for the writer beyond which the loop waits for the store
+        self._pending_limit = 4 * settings.batch_max_readings
         self.batch_errors = 0
         """Batches whose store write or alarm evaluation raised (also logged)."""
 
@@ -113,19 +151,29 @@ class Pipeline:
 
     # -- synchronous core ----------------------------------------------------------------
     def process(self, msgs: list[tuple[str, bytes, int]]) -> None:
-        """Decode, store and evaluate ``(topic, payload, received_ms)`` messages; never raises on input."""
+        """Decode, evaluate and store ``(topic, payload, received_ms)`` messages; never raises on input."""
         self._process(msgs, None, None)
 
     def _process(self, msgs: Sequence[tuple[str, bytes, int]], mids: list[int] | None,
                  ack: Callable[[list[int]], None] | None) -> bool:
-        """Core of ``process``; acks each flushed batch's ``mids`` after its store write.
+        """Core of ``process`` (all on the calling thread); acks each chunk's ``mids`` after
+        its store write. Returns False when a chunk failed to store (its messages stay unacked)."""
+        ok = True
+        for ch in self._prepare(msgs, mids):
+            self._evaluate(ch)
+            t0 = time.perf_counter()
+            stored = self._stored([ch], self._write(ch.batch), t0)
+            if stored and ack is not None and ch.mids:
+                ack(ch.mids)
+            ok = stored and ok
+        return ok
 
-        Returns False when a batch failed to store (its messages stay unacked).
-        """
+    def _prepare(self, msgs: Sequence[tuple[str, bytes, int]], mids: list[int] | None) -> list[_Chunk]:
+        """Decode messages into chunks of at most ``batch_max_readings`` readings."""
+        chunks: list[_Chunk] = []
         builder = BatchBuilder()
         statuses: list[GatewayStatus] = []
         pending: list[int] = []
-        ok = True
         decode = self.decoder.decode
         max_n = self._max_readings
         for i, (topic, payload, received_ms) in enumerate(msgs):
@@ -143,57 +191,74 @@ class Pipeline:
             if mids is not None:
                 pending.append(mids[i])
             if len(builder) >= max_n:
-                ok = self._flush(builder, statuses, pending, ack) and ok
-                statuses, pending = [], []
+                chunks.append(_Chunk(self._build(builder), statuses, pending))
+                builder, statuses, pending = BatchBuilder(), [], []
         self.metrics.ingest_messages.inc(len(msgs))
-        return self._flush(builder, statuses, pending, ack) and ok
+        if len(builder) or statuses or pending or not chunks:
+            chunks.append(_Chunk(self._build(builder), statuses, pending))
+        return chunks
+
+    def _build(self, builder: BatchBuilder) -> ReadingBatch | None:
+        """The columnar batch with registry rows (None when the builder is empty)."""
+        n = len(builder)
+        if not n:
+            return None
+        batch = builder.build()
+        batch.row = np.fromiter(
+            self.registry.rows_for(batch.enterprise_id.tolist(), batch.sensor_id.tolist()),
+            dtype=np.int32, count=n)
+        self.metrics.ingest_readings.inc(n)
+        unregistered = n - int(np.count_nonzero(batch.row >= 0))
+        if unregistered:
+            self.metrics.ingest_unregistered.inc(unregistered)
+        return batch
+
+    def _evaluate(self, ch: _Chunk) -> None:
+        """Alarm sink first (alarms never wait for the store), then gateway statuses."""
+        if ch.batch is not None:
+            try:
+                self.sink.on_readings(ch.batch, self.clock())
+            except Exception:
+                self.batch_errors += 1
+                log.exception("alarm evaluation of a batch of %d readings failed; continuing", len(ch.batch))
+        for st in ch.statuses:
+            try:
+                self.sink.on_gateway_status(st.enterprise_id, st.device_id, st.online, st.ts_ms)
+            except Exception:
+                log.exception("gateway status %s/%s handling failed; continuing", st.enterprise_id, st.device_id)
+
+    def _write(self, batch: ReadingBatch | None) -> BaseException | None:
+        """Store one batch; the error instead of raising. Runs on the writer thread in ``run``."""
+        if batch is None:
+            return None
+        try:
+            self.store.write_readings(batch)
+        except Exception as exc:
+            return exc
+        return None
+
+    def _stored(self, chunks: list[_Chunk], err: BaseException | None, t0: float) -> bool:
+        """Count and log the outcome of one ``_write`` of ``chunks`` (on the event-loop thread)."""
+        n = sum(len(ch.batch) for ch in chunks if ch.batch is not None)
+        if not n:
+            return True
+        self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+        if err is None:
+            self._store_fail_streak = 0
+            self.metrics.store_written.inc(n)
+            return True
+        self._store_fail_streak += 1
+        self.batch_errors += 1
+        self._store_errors.inc()
+        log.error("store write of %d readings failed (%s: %s); messages left unacked",
+                  n, type(err).__name__, err)
+        return False
 
     def _reject(self, rejections: Sequence[Rejection]) -> None:
         for r in rejections:
             self._rejected[r.reason].inc(r.count)
             if self._log_limit.allow():
                 log.warning("rejected %d from %s: %s (%s)", r.count, r.topic, r.reason.value, r.detail)
-
-    def _flush(self, builder: BatchBuilder, statuses: list[GatewayStatus], mids: list[int],
-               ack: Callable[[list[int]], None] | None) -> bool:
-        stored = True
-        n = len(builder)
-        if n:
-            t0 = time.perf_counter()
-            batch = builder.build()
-            batch.row = np.fromiter(
-                self.registry.rows_for(batch.enterprise_id.tolist(), batch.sensor_id.tolist()),
-                dtype=np.int32, count=n)
-            self.metrics.ingest_readings.inc(n)
-            unregistered = n - int(np.count_nonzero(batch.row >= 0))
-            if unregistered:
-                self.metrics.ingest_unregistered.inc(unregistered)
-            try:
-                self.store.write_readings(batch)
-            except Exception as exc:
-                stored = False
-                self._store_fail_streak += 1
-                self.batch_errors += 1
-                self._store_errors.inc()
-                log.error("store write of %d readings failed (%s: %s); messages left unacked",
-                          n, type(exc).__name__, exc)
-            if stored:
-                self._store_fail_streak = 0
-                self.metrics.store_written.inc(n)
-                try:
-                    self.sink.on_readings(batch, self.clock())
-                except Exception:
-                    self.batch_errors += 1
-                    log.exception("alarm evaluation of a batch of %d readings failed; continuing", n)
-            self.metrics.batch_seconds.observe(time.perf_counter() - t0)
-        if stored and ack is not None and mids:
-            ack(mids)
-        for st in statuses:
-            try:
-                self.sink.on_gateway_status(st.enterprise_id, st.device_id, st.online, st.ts_ms)
-            except Exception:
-                log.exception("gateway status %s/%s handling failed; continuing", st.enterprise_id, st.device_id)
-        return stored
 
     # -- MQTT loop -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -240,10 +305,33 @@ class Pipeline:
                             self.settings.queue_max_messages, dropped)
 
     async def _consume(self, source: MqttSource, intake: Intake) -> None:
+        """Take, decode and evaluate batches on the event loop; store them on the writer thread.
+
+        Evaluated chunks queue for the writer; one write runs at a time and takes every chunk
+        queued when it starts as one merged batch (so a store that falls behind writes bigger,
+        cheaper batches), and its messages are acked when it returns. The loop only waits for
+        the store when more than ``_pending_limit`` readings are queued (backpressure); alarms
+        never wait for it. While a write runs the loop keeps reading the socket and pushing alarms.
+        """
         disc = asyncio.ensure_future(source.disconnected())
+        w = _Writes()
         try:
             while True:
+                if w.running is not None and w.running.fut.done():
+                    await self._finish(w, source.ack)
                 if not len(intake):
+                    if w.running is not None or w.pending:  # idle: finish writes so their acks go out
+                        if w.running is None:
+                            self._start_write(w)
+                        assert w.running is not None
+                        arrived = asyncio.ensure_future(intake.arrived.wait())
+                        await asyncio.wait((disc, arrived, w.running.fut), return_when=asyncio.FIRST_COMPLETED)
+                        if not arrived.done():
+                            arrived.cancel()
+                        if disc.done():
+                            disc.result()  # raises the MqttError (the write is awaited below)
+                            return
+                        continue
                     arrived = asyncio.ensure_future(intake.arrived.wait())
                     await asyncio.wait((disc, arrived), return_when=asyncio.FIRST_COMPLETED)
                     if not arrived.done():
@@ -255,13 +343,68 @@ class Pipeline:
                 msgs, mids, dropped, dropped_qos1 = intake.take()
                 self.metrics.queue_depth.set(len(msgs))
                 self._overload(dropped)
-                stored = self._process(msgs, mids, source.ack)
-                if not stored:
-                    raise _Redeliver("a batch failed to store; reconnecting so the broker redelivers it")
+                for ch in self._prepare(msgs, mids):
+                    self._evaluate(ch)
+                    if ch.batch is None:
+                        if ch.mids:
+                            source.ack(ch.mids)
+                        continue
+                    w.pending.append(ch)
+                    w.pending_n += len(ch.batch)
+                    if w.running is not None and w.pending_n > self._pending_limit:
+                        await self._finish(w, source.ack)  # backpressure: the store is behind
+                    if w.running is None:
+                        self._start_write(w)
                 if dropped_qos1:
+                    while w.running is not None or w.pending:
+                        if w.running is None:
+                            self._start_write(w)
+                        await self._finish(w, source.ack)
                     raise _Redeliver(f"{dropped_qos1} QoS 1 messages dropped on overload; reconnecting for redelivery")
         finally:
             disc.cancel()
+            run = w.running
+            if run is not None and not run.handled:
+                # let the write end (a thread cannot be cancelled); ack if the session still allows.
+                # Chunks still pending were evaluated but not stored: unacked, the broker resends them.
+                err = await asyncio.shield(run.fut) if not run.fut.done() else run.fut.result()
+                if self._stored(run.chunks, err, run.t0):
+                    with contextlib.suppress(Exception):
+                        for ch in run.chunks:
+                            if ch.mids:
+                                source.ack(ch.mids)
+
+    def _start_write(self, w: _Writes) -> None:
+        """Write every pending chunk as one batch on the writer thread."""
+        chunks, w.pending, w.pending_n = w.pending, [], 0
+        batch = ReadingBatch.concat([ch.batch for ch in chunks if ch.batch is not None])
+        fut = asyncio.get_running_loop().run_in_executor(self._writer(), self._write, batch)
+        w.running = _InFlight(fut, chunks, time.perf_counter())
+
+    async def _finish(self, w: _Writes, ack: Callable[[list[int]], None]) -> None:
+        """Wait for the running write; ack its messages, or reconnect for redelivery if it failed."""
+        run = w.running
+        assert run is not None
+        err = await asyncio.shield(run.fut)
+        run.handled = True
+        w.running = None
+        if not self._stored(run.chunks, err, run.t0):
+            raise _Redeliver("a batch failed to store; reconnecting so the broker redelivers it")
+        for ch in run.chunks:
+            if ch.mids:
+                ack(ch.mids)
+
+    def _writer(self) -> ThreadPoolExecutor:
+        """The single store-writer thread (writes stay in order)."""
+        if self._writer_pool is None:
+            self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        return self._writer_pool
+
+    def close(self) -> None:
+        """Stop the writer thread (after ``run`` ended)."""
+        if self._writer_pool is not None:
+            self._writer_pool.shutdown(wait=True)
+            self._writer_pool = None
 
     async def _linger(self, intake: Intake, disc: asyncio.Future[None]) -> None:
         """Keep reading until the batch is full, old enough, or nothing came during a pause.

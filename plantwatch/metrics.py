@@ -40,7 +40,7 @@ class Metrics:
         self.buffer_bytes = Gauge(
             "plantwatch_store_buffer_bytes", "Bytes in the durable outage buffer", registry=r)
         self.batch_seconds = Histogram(
-            "plantwatch_pipeline_batch_seconds", "Time to decode, evaluate and store one batch", registry=r,
+            "plantwatch_pipeline_batch_seconds", "Time to store one batch (write start to return)", registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.mqtt_connected = Gauge(
             "plantwatch_mqtt_connected", "1 while the ingest MQTT client is connected", registry=r)

@@ -268,6 +268,17 @@ def test_two_messages_milliseconds_apart_raise_one_transition() -> None:
     assert of_rule(e, tr, "high") == [(0, "none", "yellow")]
 
 
+def test_a_redelivered_newest_reading_changes_nothing() -> None:
+    # the broker redelivers a message whose readings were evaluated but not yet acked
+    e = make_engine([sensor("SP-1", "dust.spark", interval_s=10.0)])
+    assert of_rule(e, feed(e, 0, T0, 2.0), "high") == [(0, "none", "yellow")]
+    assert of_rule(e, feed(e, 0, T0, 2.0), "high") == []        # counted once: 2 sparks, not 4
+    assert of_rule(e, feed(e, 0, T0 + 10 * S, 0.0), "high") == []  # 2 sparks in the last minute
+    assert e.level(0, "high") == Level.YELLOW
+    # a different value in the same millisecond is a new reading, not a repeat
+    assert of_rule(e, feed(e, 0, T0 + 10 * S, 3.0), "high") == [(0, "yellow", "orange")]
+
+
 def test_out_of_order_reading_does_not_move_timers_or_lower_the_level() -> None:
     e = combustible()
     feed(e, 0, T0 + 100 * S, 55.0)                    # stage 2 starts at +100 s

@@ -138,7 +138,9 @@ async def test_unstored_batch_is_not_acked_and_comes_again(broker: Broker, regis
         await wait_until(lambda: len(store.values()["GT-101"]) == 2, "next reading")
     assert store.values()["GT-101"] == [42.0, 43.0]
     assert metric(m, "plantwatch_store_errors_total", store="RecordingStore") == 1
-    assert [b.value.tolist() for b, _ in sink.readings] == [[42.0], [43.0]]
+    # evaluated on arrival (alarms do not wait for the store) and again on redelivery (a
+    # reading with its own ts is then ignored by the engine, tests/alerts/test_engine.py)
+    assert [b.value.tolist() for b, _ in sink.readings] == [[42.0], [42.0], [43.0]]
     # acked after the successful write: a new session with the same id gets nothing again
     p2, store2, _, _ = make(broker, registry, "ingest-redeliver")
     async with running(p2), publisher(broker) as pub:
@@ -218,13 +220,18 @@ def test_overload_is_counted_as_messages_and_reason(registry: Registry) -> None:
 
 @pytest.mark.parametrize("qos", [0, 1])
 async def test_tiny_intake_applies_back_pressure_without_loss(broker: Broker, registry: Registry, qos: int) -> None:
-    p, store, _, m = make(broker, registry, f"ingest-tiny-{qos}", mqtt_qos=qos, queue_max_messages=5)
-    store.delay_s = 0.01  # slow store: messages pile up in the socket, the reader must pause
+    p, store, _, m = make(broker, registry, f"ingest-tiny-{qos}", mqtt_qos=qos, queue_max_messages=5,
+                          batch_max_readings=5)
+    # slow store: evaluated chunks queue for the writer up to 4 x batch_max_readings, then the
+    # loop waits for the store, the intake fills and the socket reader must pause
+    store.delay_s = 0.01
     async with running(p), publisher(broker) as pub:
         await asyncio.gather(*(
             pub.publish("plants/e1/gw1/telemetry", j({"sensor": "GT-101", "value": float(i)}), qos=qos)
             for i in range(300)))
         await wait_until(lambda: len(store.values().get("GT-101", [])) == 300, "all 300 readings")
     assert store.values()["GT-101"] == [float(i) for i in range(300)]
-    assert max(len(b) for b in store.batches) == 5
+    # a write merges what queued while the previous one ran: bounded by the pending limit
+    assert max(len(b) for b in store.batches) <= 4 * 5 + 5
+    assert len(store.batches) < 300
     assert metric(m, "plantwatch_ingest_rejected_total", reason="overload") == 0
