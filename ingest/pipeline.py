@@ -2,12 +2,12 @@
 
 ``process`` is the synchronous core (used by tests and benchmarks); ``run`` owns the MQTT
 connection (see :mod:`ingest.mqtt`): reconnect with backoff, bounded intake, batching.
-Each batch is evaluated by the alarm sink first, on the event loop, so alarms never wait
-for (or depend on) the database; ``store.write_readings`` then runs on one writer thread,
-overlapping the next batch's decode and evaluation, and — with QoS 1 — the batch's
-messages are acked only after it returned (at-least-once). A failed write leaves its
-messages unacked and reconnects so the broker redelivers them (the engine ignores a
-repeated newest reading; the store keeps one row per (sensor, ts)).
+Each batch is evaluated by the alarm sink first, so alarms never wait for (or depend on)
+the database; ``store.write_readings`` then stores the evaluated readings between intakes
+in slices (see ``Pipeline._consume``) and — with QoS 1 — their messages are acked only after
+they are stored (at-least-once). A failed write leaves its messages unacked and reconnects
+so the broker redelivers them (the engine ignores a repeated newest reading; the store
+keeps one row per (sensor, ts)).
 Nothing on input stops the loop: bad messages become counted rejections, and an
 exception in one batch is logged and counted while the loop carries on.
 """
@@ -19,11 +19,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ingest.batch import BatchBuilder, ReadingBatch
 from ingest.decode import Decoder, GatewayStatus, Reason, Rejection
@@ -37,6 +37,9 @@ log = logging.getLogger("plantwatch.ingest")
 
 IDLE_CLOSE_MS = 1.0
 """A batch also closes when no message arrived during a pause of this long (ms)."""
+WRITE_SLICE = 2048
+"""Readings per store transaction while the loop interleaves writes with intake (at ~1 M
+readings/s into SQLite, about 2 ms: the longest an arriving message waits for a write)."""
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 
@@ -66,22 +69,31 @@ class _Chunk:
 
 
 @dataclass(slots=True)
-class _InFlight:
-    """A store write running on the writer thread."""
+class _Job:
+    """Evaluated chunks being stored: their readings merged and ordered by sensor row, written
+    in slices of about ``WRITE_SLICE`` readings (each its own transaction) between intakes."""
 
-    fut: asyncio.Future[BaseException | None]
     chunks: list[_Chunk]
-    t0: float
-    handled: bool = False
+    batch: ReadingBatch
+    cuts: npt.NDArray[np.intp]
+    """Slice ends: indexes into ``batch`` (already in row order), the last one ``len(batch)``."""
+    done: int = 0
+    """Slices written so far."""
+    seconds: float = 0.0
+    """Time spent in ``store.write_readings`` for this job (s)."""
 
 
 @dataclass(slots=True)
 class _Writes:
-    """The store write running on the writer thread and the evaluated chunks queued after it."""
+    """The job being written and the evaluated chunks queued after it."""
 
-    running: _InFlight | None = None
+    job: _Job | None = None
     pending: list[_Chunk] = field(default_factory=list)
     pending_n: int = 0
+    failed: bool = False
+
+    def __bool__(self) -> bool:
+        return self.job is not None or bool(self.pending)
 
 
 class _Redeliver(Exception):
@@ -133,8 +145,7 @@ class Pipeline:
         self._log_limit = _LogLimiter(clock)
         self._connected = False
         self._store_fail_streak = 0  # consecutive failed store writes (slows reconnects)
-        self._writer_pool: ThreadPoolExecutor | None = None
-        #: evaluated readings queued for the writer beyond which the loop waits for the store
+        #: evaluated readings queued for the store beyond which slices are written before the next intake
         self._pending_limit = 4 * settings.batch_max_readings
         self.batch_errors = 0
         """Batches whose store write or alarm evaluation raised (also logged)."""
@@ -162,7 +173,8 @@ class Pipeline:
         for ch in self._prepare(msgs, mids):
             self._evaluate(ch)
             t0 = time.perf_counter()
-            stored = self._stored([ch], self._write(ch.batch), t0)
+            err = self._write(ch.batch)
+            stored = self._stored(len(ch.batch) if ch.batch is not None else 0, err, time.perf_counter() - t0)
             if stored and ack is not None and ch.mids:
                 ack(ch.mids)
             ok = stored and ok
@@ -228,8 +240,8 @@ class Pipeline:
                 log.exception("gateway status %s/%s handling failed; continuing", st.enterprise_id, st.device_id)
 
     def _write(self, batch: ReadingBatch | None) -> BaseException | None:
-        """Store one batch; the error instead of raising. Runs on the writer thread in ``run``."""
-        if batch is None:
+        """Store one batch; the error instead of raising."""
+        if batch is None or not len(batch):
             return None
         try:
             self.store.write_readings(batch)
@@ -237,12 +249,11 @@ class Pipeline:
             return exc
         return None
 
-    def _stored(self, chunks: list[_Chunk], err: BaseException | None, t0: float) -> bool:
-        """Count and log the outcome of one ``_write`` of ``chunks`` (on the event-loop thread)."""
-        n = sum(len(ch.batch) for ch in chunks if ch.batch is not None)
+    def _stored(self, n: int, err: BaseException | None, seconds: float) -> bool:
+        """Count and log the outcome of storing ``n`` readings in ``seconds`` of writes."""
         if not n:
             return True
-        self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+        self.metrics.batch_seconds.observe(seconds)
         if err is None:
             self._store_fail_streak = 0
             self.metrics.store_written.inc(n)
@@ -250,6 +261,7 @@ class Pipeline:
         self._store_fail_streak += 1
         self.batch_errors += 1
         self._store_errors.inc()
+        self.metrics.store_failed.inc(n)
         log.error("store write of %d readings failed (%s: %s); messages left unacked",
                   n, type(err).__name__, err)
         return False
@@ -305,31 +317,27 @@ class Pipeline:
                             self.settings.queue_max_messages, dropped)
 
     async def _consume(self, source: MqttSource, intake: Intake) -> None:
-        """Take, decode and evaluate batches on the event loop; store them on the writer thread.
+        """Take, decode and evaluate batches; store them between intakes, in slices.
 
-        Evaluated chunks queue for the writer; one write runs at a time and takes every chunk
-        queued when it starts as one merged batch (so a store that falls behind writes bigger,
-        cheaper batches), and its messages are acked when it returns. The loop only waits for
-        the store when more than ``_pending_limit`` readings are queued (backpressure); alarms
-        never wait for it. While a write runs the loop keeps reading the socket and pushing alarms.
+        Everything runs on the event loop (no writer thread: sqlite3 re-takes the GIL per
+        row, which made a thread convoy with the decoder). Evaluated chunks queue; when the
+        intake is empty, the queue becomes one job — merged, ordered by sensor — written one
+        slice of about ``WRITE_SLICE`` readings at a time, yielding to the socket and to newly
+        arrived messages (decoded and evaluated first) between slices. A job's messages are
+        acked when its last slice is stored. When more than ``_pending_limit`` readings wait,
+        slices are written before the next intake (backpressure). Alarms never wait for more
+        than one slice write.
         """
         disc = asyncio.ensure_future(source.disconnected())
         w = _Writes()
         try:
             while True:
-                if w.running is not None and w.running.fut.done():
-                    await self._finish(w, source.ack)
                 if not len(intake):
-                    if w.running is not None or w.pending:  # idle: finish writes so their acks go out
-                        if w.running is None:
-                            self._start_write(w)
-                        assert w.running is not None
-                        arrived = asyncio.ensure_future(intake.arrived.wait())
-                        await asyncio.wait((disc, arrived, w.running.fut), return_when=asyncio.FIRST_COMPLETED)
-                        if not arrived.done():
-                            arrived.cancel()
+                    if w:  # idle: store a slice, then look at the socket again
+                        self._write_slice(w, source.ack)
+                        await asyncio.sleep(0)
                         if disc.done():
-                            disc.result()  # raises the MqttError (the write is awaited below)
+                            disc.result()  # raises the MqttError
                             return
                         continue
                     arrived = asyncio.ensure_future(intake.arrived.wait())
@@ -346,65 +354,76 @@ class Pipeline:
                 for ch in self._prepare(msgs, mids):
                     self._evaluate(ch)
                     if ch.batch is None:
-                        if ch.mids:
-                            source.ack(ch.mids)
+                        if w.job is None and not w.pending:
+                            if ch.mids:  # nothing stored ahead of it: ack now
+                                source.ack(ch.mids)
+                        else:  # acks stay in order behind the readings queued before
+                            w.pending.append(ch)
                         continue
                     w.pending.append(ch)
                     w.pending_n += len(ch.batch)
-                    if w.running is not None and w.pending_n > self._pending_limit:
-                        await self._finish(w, source.ack)  # backpressure: the store is behind
-                    if w.running is None:
-                        self._start_write(w)
+                while w.pending_n > self._pending_limit:  # backpressure: the store is behind
+                    self._write_slice(w, source.ack)
                 if dropped_qos1:
-                    while w.running is not None or w.pending:
-                        if w.running is None:
-                            self._start_write(w)
-                        await self._finish(w, source.ack)
+                    while w:
+                        self._write_slice(w, source.ack)
                     raise _Redeliver(f"{dropped_qos1} QoS 1 messages dropped on overload; reconnecting for redelivery")
         finally:
             disc.cancel()
-            run = w.running
-            if run is not None and not run.handled:
-                # let the write end (a thread cannot be cancelled); ack if the session still allows.
-                # Chunks still pending were evaluated but not stored: unacked, the broker resends them.
-                err = await asyncio.shield(run.fut) if not run.fut.done() else run.fut.result()
-                if self._stored(run.chunks, err, run.t0):
-                    with contextlib.suppress(Exception):
-                        for ch in run.chunks:
-                            if ch.mids:
-                                source.ack(ch.mids)
+            if w and not w.failed:
+                # the session ended (disconnect or stop): store what was evaluated so that
+                # QoS 0 readings are not lost; acks go out only if the session still allows
+                with contextlib.suppress(_Redeliver):
+                    while w:
+                        self._write_slice(w, source.ack)
 
-    def _start_write(self, w: _Writes) -> None:
-        """Write every pending chunk as one batch on the writer thread."""
+    def _write_slice(self, w: _Writes, ack: Callable[[list[int]], None]) -> None:
+        """Write the next slice of the current job (starting one from the pending chunks);
+        ack the job's messages after its last slice. Raises ``_Redeliver`` on a store failure."""
+        job = w.job
+        if job is None:
+            job = w.job = self._start_job(w)
+        a = int(job.cuts[job.done - 1]) if job.done else 0
+        b = int(job.cuts[job.done])
+        part = job.batch if (a == 0 and b == len(job.batch)) else job.batch.take(np.arange(a, b))
+        t0 = time.perf_counter()
+        err = self._write(part)
+        job.seconds += time.perf_counter() - t0
+        job.done += 1
+        if err is not None:
+            # the rest of this job and everything queued behind it stay unstored (and unacked):
+            # counted; the broker redelivers the QoS 1 ones after the reconnect
+            w.failed = True
+            w.job = None
+            self._stored(len(job.batch) - a + w.pending_n, err, job.seconds)
+            w.pending, w.pending_n = [], 0
+            raise _Redeliver("a batch failed to store; reconnecting so the broker redelivers it")
+        if job.done < len(job.cuts):
+            return
+        w.job = None
+        self._stored(len(job.batch), None, job.seconds)
+        with contextlib.suppress(*MQTT_ERRORS):  # after a disconnect the broker resends instead
+            for ch in job.chunks:
+                if ch.mids:
+                    ack(ch.mids)
+
+    def _start_job(self, w: _Writes) -> _Job:
+        """Merge the pending chunks into one batch ordered by (sensor row, ts) and cut it into
+        slices of at least ``WRITE_SLICE`` readings that end at a sensor boundary."""
         chunks, w.pending, w.pending_n = w.pending, [], 0
         batch = ReadingBatch.concat([ch.batch for ch in chunks if ch.batch is not None])
-        fut = asyncio.get_running_loop().run_in_executor(self._writer(), self._write, batch)
-        w.running = _InFlight(fut, chunks, time.perf_counter())
-
-    async def _finish(self, w: _Writes, ack: Callable[[list[int]], None]) -> None:
-        """Wait for the running write; ack its messages, or reconnect for redelivery if it failed."""
-        run = w.running
-        assert run is not None
-        err = await asyncio.shield(run.fut)
-        run.handled = True
-        w.running = None
-        if not self._stored(run.chunks, err, run.t0):
-            raise _Redeliver("a batch failed to store; reconnecting so the broker redelivers it")
-        for ch in run.chunks:
-            if ch.mids:
-                ack(ch.mids)
-
-    def _writer(self) -> ThreadPoolExecutor:
-        """The single store-writer thread (writes stay in order)."""
-        if self._writer_pool is None:
-            self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
-        return self._writer_pool
-
-    def close(self) -> None:
-        """Stop the writer thread (after ``run`` ended)."""
-        if self._writer_pool is not None:
-            self._writer_pool.shutdown(wait=True)
-            self._writer_pool = None
+        n = len(batch)
+        if n <= WRITE_SLICE:
+            return _Job(chunks, batch, np.array([n], dtype=np.intp))
+        batch = batch.take(np.lexsort((batch.ts_ms, batch.row)))
+        bounds = np.flatnonzero(batch.row[1:] != batch.row[:-1]) + 1
+        cuts: list[int] = []
+        end = 0
+        while end < n:
+            i = int(np.searchsorted(bounds, end + WRITE_SLICE))
+            end = int(bounds[i]) if i < len(bounds) else n
+            cuts.append(end)
+        return _Job(chunks, batch, np.asarray(cuts, dtype=np.intp))
 
     async def _linger(self, intake: Intake, disc: asyncio.Future[None]) -> None:
         """Keep reading until the batch is full, old enough, or nothing came during a pause.

@@ -35,12 +35,16 @@ class Metrics:
             "plantwatch_store_readings_written", "Readings durably written to the store", registry=r)
         self.store_errors = Counter(
             "plantwatch_store_errors", "Store write failures", ["store"], registry=r)
+        self.store_failed = Counter(
+            "plantwatch_store_readings_failed",
+            "Readings a failed store write left unstored (QoS 1 ones are redelivered by the broker)",
+            registry=r)
         self.queue_depth = Gauge(
             "plantwatch_ingest_queue_depth", "Messages waiting between MQTT and decode", registry=r)
         self.buffer_bytes = Gauge(
             "plantwatch_store_buffer_bytes", "Bytes in the durable outage buffer", registry=r)
         self.batch_seconds = Histogram(
-            "plantwatch_pipeline_batch_seconds", "Time to store one batch (write start to return)", registry=r,
+            "plantwatch_pipeline_batch_seconds", "Store time per write job (sum of its slices, s)", registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
         self.mqtt_connected = Gauge(
             "plantwatch_mqtt_connected", "1 while the ingest MQTT client is connected", registry=r)

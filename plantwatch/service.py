@@ -237,7 +237,6 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
-        self.pipeline.close()
         self.hub.close()
         try:
             self.snapshot_engine()

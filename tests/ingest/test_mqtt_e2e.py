@@ -138,6 +138,7 @@ async def test_unstored_batch_is_not_acked_and_comes_again(broker: Broker, regis
         await wait_until(lambda: len(store.values()["GT-101"]) == 2, "next reading")
     assert store.values()["GT-101"] == [42.0, 43.0]
     assert metric(m, "plantwatch_store_errors_total", store="RecordingStore") == 1
+    assert metric(m, "plantwatch_store_readings_failed_total") == 1
     # evaluated on arrival (alarms do not wait for the store) and again on redelivery (a
     # reading with its own ts is then ignored by the engine, tests/alerts/test_engine.py)
     assert [b.value.tolist() for b, _ in sink.readings] == [[42.0], [42.0], [43.0]]

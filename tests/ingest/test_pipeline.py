@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 import pytest
 
-from ingest.pipeline import Pipeline
+from ingest.pipeline import WRITE_SLICE, Pipeline, _Redeliver, _Writes
 from plantwatch.clock import FakeClock
 from plantwatch.domain import TsSource
 from plantwatch.metrics import Metrics
-from plantwatch.registry import Registry
+from plantwatch.registry import Enterprise, Registry, Sensor
 from plantwatch.settings import Settings
 from tests.ingest.conftest import RecordingSink, RecordingStore
 
@@ -118,6 +118,7 @@ def test_store_failure_is_logged_counted_alarms_still_evaluated_and_the_next_bat
     # unstored one stays unacked and comes again (the engine ignores the repeated reading)
     assert [float(b.value[0]) for b, _ in sink.readings] == [1.0, 2.0]
     assert metric(m, "plantwatch_store_errors_total", store="RecordingStore") == 1
+    assert metric(m, "plantwatch_store_readings_failed_total") == 1
     assert p.batch_errors == 1
 
 
@@ -147,3 +148,67 @@ def test_process_of_nothing_is_harmless(registry: Registry) -> None:
     assert store.batches == []
     assert sink.readings == []
     assert metric(m, "plantwatch_ingest_messages_total") == 0
+
+
+def _queued(n_sensors: int, msgs_per_sensor: int) -> tuple[Pipeline, RecordingStore, Metrics, _Writes]:
+    """A pipeline with ``n_sensors`` registered sensors and, queued for the store, one evaluated
+    chunk per message: 10 readings of every sensor per message, message i acked as mid i."""
+    reg = Registry()
+    reg.upsert_enterprise(Enterprise("e1"))
+    for k in range(n_sensors):
+        reg.upsert_sensor(Sensor("e1", f"S-{k}", "gas.combustible", device_id="gw1"))
+    p, store, _, m, _ = make(reg, batch_max_readings=n_sensors * 10, max_message_bytes=1 << 20)
+    msgs = [msg({"readings": [{"sensor": f"S-{k}", "value": 1.0, "ts": NOW - 60_000 + 1000 * i + t}
+                              for k in range(n_sensors) for t in range(10)]})
+            for i in range(msgs_per_sensor)]
+    w = _Writes()
+    for ch in p._prepare(msgs, list(range(len(msgs)))):
+        p._evaluate(ch)
+        assert ch.batch is not None
+        w.pending.append(ch)
+        w.pending_n += len(ch.batch)
+    return p, store, m, w
+
+
+def test_queued_readings_are_stored_in_sensor_ordered_slices_and_acked_after_the_last(registry: Registry) -> None:
+    p, store, m, w = _queued(n_sensors=700, msgs_per_sensor=3)  # 21,000 readings
+    acked: list[int] = []
+    slices = 0
+    while w:
+        assert acked == []  # nothing is acked before the whole job is stored
+        p._write_slice(w, acked.extend)
+        slices += 1
+    assert sorted(acked) == [0, 1, 2]
+    sizes = [len(b) for b in store.batches]
+    assert slices == len(sizes) > 1
+    assert sum(sizes) == 21_000
+    assert all(s >= WRITE_SLICE for s in sizes[:-1])  # each slice ends at the first sensor boundary past WRITE_SLICE
+    assert all(s < WRITE_SLICE + 30 for s in sizes)  # 30 readings per sensor in this job
+    seen: set[int] = set()
+    for b in store.batches:  # a sensor's readings are in one slice, in row then ts order
+        rows = set(b.row.tolist())
+        assert not rows & seen
+        seen |= rows
+        assert (b.row[1:] >= b.row[:-1]).all()
+        same = b.row[1:] == b.row[:-1]
+        assert (b.ts_ms[1:][same] > b.ts_ms[:-1][same]).all()
+    assert len(seen) == 700
+    assert metric(m, "plantwatch_store_readings_written_total") == 21_000
+
+
+def test_a_failed_slice_counts_the_rest_of_its_job_and_whatever_queued_behind_it() -> None:
+    p, store, m, w = _queued(n_sensors=700, msgs_per_sensor=3)
+    acked: list[int] = []
+    p._write_slice(w, acked.extend)  # the job takes all three chunks; one slice is stored
+    _, _, _, more = _queued(n_sensors=700, msgs_per_sensor=1)
+    w.pending, w.pending_n = more.pending, more.pending_n  # queued behind the running job
+    store.fail_next = 1
+    with pytest.raises(_Redeliver):
+        p._write_slice(w, acked.extend)
+    stored = len(store.batches[0])
+    assert acked == []  # the failed job's messages stay unacked: the broker redelivers them
+    assert w.failed
+    assert not w
+    assert metric(m, "plantwatch_store_readings_written_total") == 0  # counted when a job completes
+    assert metric(m, "plantwatch_store_readings_failed_total") == 21_000 - stored + 7_000
+    assert metric(m, "plantwatch_store_errors_total", store="RecordingStore") == 1
