@@ -7,10 +7,11 @@ Rows are assigned in registration order and never reused, so arrays only grow.
 
 from __future__ import annotations
 
+import json
 import threading
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -136,15 +137,64 @@ class Registry:
         reg.load(data, where=str(path))
         return reg
 
-    def load(self, data: Mapping[str, Any], where: str = "config") -> None:
-        for i, raw in enumerate(data.get("enterprise", []) or []):
-            self.upsert_enterprise(_enterprise_from_mapping(raw, f"{where}: enterprise[{i}]"))
+    def load(self, data: Mapping[str, Any], where: str = "config", *, keep_status: bool = False) -> None:
+        """Add or replace the ``enterprise`` and ``sensor`` tables of ``data``; all are validated
+        before any is applied. ``keep_status``: an enterprise already present keeps its
+        production status (an operational order set over the API outlives a restart)."""
+        ents = [_enterprise_from_mapping(raw, f"{where}: enterprise[{i}]")
+                for i, raw in enumerate(data.get("enterprise", []) or [])]
+        known = set(self.enterprises) | {e.id for e in ents}
+        sensors = []
         for i, raw in enumerate(data.get("sensor", []) or []):
             s = _sensor_from_mapping(raw, f"{where}: sensor[{i}]")
-            if s.enterprise_id not in self.enterprises:
+            if s.enterprise_id not in known:
                 raise RegistryError(f"{where}: sensor[{i}].enterprise_id",
                                     f"enterprise {s.enterprise_id!r} is not declared")
-            self.upsert_sensor(s)
+            sensors.append(s)
+        with self._lock:
+            for e in ents:
+                old = self.enterprises.get(e.id)
+                if keep_status and old is not None:
+                    e.production_status = old.production_status
+                self.upsert_enterprise(e)
+            for s in sensors:
+                self.upsert_sensor(s)
+
+    # -- persistence (rows are kept: per-row detector state is saved by row) ----------
+    def to_mapping(self) -> dict[str, Any]:
+        """Every enterprise and every sensor in row order, in :meth:`load`'s shape."""
+        with self._lock:
+            return {
+                "format": 1,
+                "enterprise": [{**asdict(e), "production_status": str(e.production_status)}
+                               for e in self.enterprises.values()],
+                "sensor": [{k: v for k, v in asdict(s).items() if k != "row"} for s in self.sensors],
+            }
+
+    def to_json(self) -> bytes:
+        """:meth:`to_mapping` as JSON (see :meth:`from_json`)."""
+        return json.dumps(self.to_mapping(), ensure_ascii=False).encode()
+
+    def replace_with(self, other: Registry) -> None:
+        """Take ``other``'s content in place (holders of this object see the new rows)."""
+        with self._lock:
+            self.enterprises = dict(other.enterprises)
+            self.sensors = list(other.sensors)
+            self._by_key = dict(other._by_key)
+            self.version += 1
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str = "saved registry") -> Registry:
+        """A registry saved by :meth:`to_json`, with the same rows."""
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:
+            raise RegistryError(where, f"not JSON: {exc}") from None
+        if not isinstance(obj, dict) or obj.get("format") != 1:
+            raise RegistryError(where, "expected a registry saved with format 1")
+        reg = cls()
+        reg.load(obj, where=where)
+        return reg
 
     # -- mutation --------------------------------------------------------------------
     def upsert_enterprise(self, ent: Enterprise) -> Enterprise:
@@ -155,6 +205,12 @@ class Registry:
 
     def add_enterprise(self, raw: Mapping[str, Any], where: str = "body") -> Enterprise:
         return self.upsert_enterprise(_enterprise_from_mapping(raw, where))
+
+    def add_enterprises(self, raws: Sequence[Mapping[str, Any]], where: str = "body") -> list[Enterprise]:
+        """Validate every item, then add or replace them all (nothing changes on an error)."""
+        ents = [_enterprise_from_mapping(raw, f"{where}[{i}]") for i, raw in enumerate(raws)]
+        with self._lock:
+            return [self.upsert_enterprise(e) for e in ents]
 
     def upsert_sensor(self, sensor: Sensor) -> Sensor:
         """Insert or replace a sensor, keeping its row if it already exists."""
@@ -175,6 +231,23 @@ class Registry:
         if s.enterprise_id not in self.enterprises:
             raise RegistryError(f"{where}.enterprise_id", f"enterprise {s.enterprise_id!r} is not registered")
         return self.upsert_sensor(s)
+
+    def add_sensors(self, raws: Sequence[Mapping[str, Any]], where: str = "body",
+                    check: Callable[[int, Sensor], None] | None = None) -> list[Sensor]:
+        """Validate every item (kind, thresholds, interval, a registered enterprise, and
+        ``check(i, sensor)`` when given), then add or replace them all; on an error nothing
+        changes and the :class:`RegistryError` names ``where[i].field``."""
+        sensors = []
+        for i, raw in enumerate(raws):
+            s = _sensor_from_mapping(raw, f"{where}[{i}]")
+            if s.enterprise_id not in self.enterprises:
+                raise RegistryError(f"{where}[{i}].enterprise_id",
+                                    f"enterprise {s.enterprise_id!r} is not registered")
+            if check is not None:
+                check(i, s)
+            sensors.append(s)
+        with self._lock:
+            return [self.upsert_sensor(s) for s in sensors]
 
     # -- lookup ----------------------------------------------------------------------
     def row_of(self, enterprise_id: str, sensor_id: str) -> int:

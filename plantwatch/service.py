@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from alerts.compile import ConfigError, compile_config
 from alerts.engine import AlarmEngine
 from alerts.lifecycle import AlarmBook
 from alerts.model import Alarm, Change
@@ -27,7 +28,7 @@ from plantwatch.clock import Clock, wall_ms
 from plantwatch.domain import ALARM_LEVELS, AlarmStatus, Level
 from plantwatch.hub import EventHub
 from plantwatch.metrics import Metrics
-from plantwatch.registry import Registry, Sensor
+from plantwatch.registry import Enterprise, Registry, RegistryError, Sensor
 from plantwatch.settings import Settings
 
 log = logging.getLogger("plantwatch.service")
@@ -37,11 +38,27 @@ BUFFER_SOURCE, BUFFER_RULE = "store", "buffer_near_full"
 RISK_WINDOW_MS = 24 * 3600 * 1000
 
 
-def load_registry(settings: Settings) -> Registry:
-    """The registry from ``settings.config`` (``[[enterprise]]``/``[[sensor]]`` tables), or empty."""
-    if settings.config is None:
-        return Registry()
-    return Registry.from_toml(settings.config)
+REGISTRY_SNAPSHOT = "registry"
+
+
+def load_registry(settings: Settings, saved: bytes | None = None, seed: Registry | None = None) -> Registry:
+    """The registry the service runs with.
+
+    ``saved`` (the registry the service last ran with, rows included) comes first, so every
+    sensor keeps the row its detector state was saved under; then ``seed`` (a registry handed
+    in by the caller) and the ``settings.config`` file (``[[enterprise]]``/``[[sensor]]``
+    tables) are applied on top: what they name takes their definition, new sensors get new
+    rows, and an enterprise already saved keeps its production status (a suspension order
+    set over the API outlives a restart and a config file that predates it).
+    """
+    reg = Registry() if saved is None else Registry.from_json(
+        saved, where=f"registry saved in {settings.data_dir / 'alarms.sqlite3'}")
+    if seed is not None and (seed.sensors or seed.enterprises):
+        reg.load(seed.to_mapping(), where="registry", keep_status=saved is not None)
+    if settings.config is not None:
+        reg.load(Registry.from_toml(settings.config).to_mapping(), where=str(settings.config),
+                 keep_status=saved is not None)
+    return reg
 
 
 class Service:
@@ -51,9 +68,12 @@ class Service:
         self.settings = settings
         self.clock = clock
         self.metrics = Metrics()
-        self.registry = registry if registry is not None else load_registry(settings)
+        self.registry = registry if registry is not None else Registry()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.readings, self.alarms = open_stores(settings, self.registry, metrics=self.metrics)
+        self.registry.replace_with(load_registry(settings, self.alarms.load_snapshot(REGISTRY_SNAPSHOT),
+                                                 self.registry))
+        self._save_registry()
         self.engine = AlarmEngine(self.registry.sensors, self.registry.enterprises)
         self._engine_version = self.registry.version
         snap = self.alarms.load_snapshot(ENGINE_SNAPSHOT)
@@ -81,6 +101,43 @@ class Service:
     # -- registry ------------------------------------------------------------------------
     def _sensor_of(self, row: int) -> Sensor | None:
         return self.registry.sensors[row] if 0 <= row < len(self.registry.sensors) else None
+
+    def _save_registry(self) -> None:
+        self.alarms.save_snapshot(REGISTRY_SNAPSHOT, self.registry.to_json())
+
+    def register_enterprises(self, raws: list[dict[str, Any]]) -> list[Enterprise]:
+        """Add or replace enterprises (all validated first) and save the registry."""
+        out = self.registry.add_enterprises(raws)
+        self._save_registry()
+        return out
+
+    def update_enterprise(self, enterprise_id: str, patch: dict[str, Any]) -> Enterprise:
+        """Change fields of a registered enterprise (``KeyError`` if unknown) and save the registry."""
+        e = self.registry.enterprises[enterprise_id]
+        raw = {"id": e.id, "name": e.name, "region": e.region, "production_status": str(e.production_status),
+               "capacity_kw": e.capacity_kw, **{k: v for k, v in patch.items() if v is not None}}
+        if "capacity_kw" in patch and patch["capacity_kw"] is None:
+            raw["capacity_kw"] = None
+        (updated,) = self.registry.add_enterprises([raw], where="body")
+        self._save_registry()
+        return updated
+
+    def register_sensors(self, raws: list[dict[str, Any]]) -> list[Sensor]:
+        """Add or replace sensors, all validated first, including their rule parameters as the
+        alarm engine compiles them (so a bad ``params`` entry is a 422 now, never a failure
+        in the hot path); then save the registry."""
+        ents = self.registry.enterprises
+
+        def check(i: int, s: Sensor) -> None:
+            try:
+                compile_config([s], ents)
+            except ConfigError as exc:
+                key = exc.where.removeprefix(f"sensor {s.enterprise_id}/{s.id} ")
+                raise RegistryError(f"body[{i}].{key}", exc.message) from None
+
+        out = self.registry.add_sensors(raws, check=check)
+        self._save_registry()
+        return out
 
     def _sync_engine(self) -> None:
         if self.registry.version != self._engine_version:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 
 from api.deps import ServiceDep
 from api.schemas import EnterpriseIn, EnterprisePatch
-from plantwatch.domain import Level, ProductionStatus
+from plantwatch.domain import Level
 from plantwatch.registry import Enterprise, RegistryError
 
 router = APIRouter(prefix="/enterprises", tags=["enterprises"])
@@ -47,31 +47,25 @@ async def get_enterprise(enterprise_id: str, svc: ServiceDep) -> dict[str, Any]:
 
 @router.post("", status_code=201)
 async def add_enterprises(body: EnterpriseIn | list[EnterpriseIn], svc: ServiceDep) -> list[dict[str, Any]]:
-    """Register one enterprise or a list of them (existing ids are replaced)."""
+    """Register one enterprise or a list of them (existing ids are replaced); all are validated
+    before any is added. Saved across restarts."""
     items = body if isinstance(body, list) else [body]
-    out = []
-    for i, item in enumerate(items):
-        try:
-            out.append(svc.registry.add_enterprise(item.model_dump(), where=f"body[{i}]"))
-        except RegistryError as exc:
-            raise HTTPException(422, str(exc)) from None
+    try:
+        out = svc.register_enterprises([item.model_dump() for item in items])
+    except RegistryError as exc:
+        raise HTTPException(422, str(exc)) from None
     risks = await _risks(svc)
     return [_to_json(svc, e, risks) for e in out]
 
 
 @router.patch("/{enterprise_id}")
 async def patch_enterprise(enterprise_id: str, body: EnterprisePatch, svc: ServiceDep) -> dict[str, Any]:
-    """Change name, region, capacity or production status (e.g. a suspension order)."""
-    e = svc.registry.enterprises.get(enterprise_id)
-    if e is None:
+    """Change name, region, capacity or production status (e.g. a suspension order); saved
+    across restarts."""
+    if enterprise_id not in svc.registry.enterprises:
         raise HTTPException(404, f"enterprise {enterprise_id!r} is not registered")
-    patch = body.model_dump(exclude_unset=True)
-    updated = Enterprise(
-        id=e.id,
-        name=patch.get("name") or e.name,
-        region=patch.get("region") or e.region,
-        production_status=ProductionStatus(patch.get("production_status") or e.production_status),
-        capacity_kw=patch.get("capacity_kw", e.capacity_kw),
-    )
-    svc.registry.upsert_enterprise(updated)
+    try:
+        updated = svc.update_enterprise(enterprise_id, body.model_dump(exclude_unset=True))
+    except RegistryError as exc:
+        raise HTTPException(422, str(exc)) from None
     return _to_json(svc, updated, await _risks(svc))

@@ -48,15 +48,14 @@ async def get_sensor(enterprise_id: str, sensor_id: str, svc: ServiceDep) -> dic
 
 @router.post("", status_code=201)
 async def add_sensors(body: SensorIn | list[SensorIn], svc: ServiceDep) -> list[dict[str, Any]]:
-    """Register one sensor or a list of them; all are validated before any is added."""
+    """Register one sensor or a list of them (an existing id is replaced and keeps its row).
+
+    Every item is validated first, including its rule parameters; on an error nothing is
+    added and the 422 names the field (``body[i].params.baseline``). Saved across restarts.
+    """
     items = body if isinstance(body, list) else [body]
-    for i, item in enumerate(items):
-        if item.enterprise_id not in svc.registry.enterprises:
-            raise HTTPException(422, f"body[{i}].enterprise_id: enterprise {item.enterprise_id!r} is not registered")
-    out = []
-    for i, item in enumerate(items):
-        try:
-            out.append(svc.registry.add_sensor(item.as_mapping(), where=f"body[{i}]"))
-        except RegistryError as exc:
-            raise HTTPException(422, str(exc)) from None
+    try:
+        out = svc.register_sensors([item.as_mapping() for item in items])
+    except RegistryError as exc:
+        raise HTTPException(422, str(exc)) from None
     return [_to_json(s) for s in out]

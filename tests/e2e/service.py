@@ -31,7 +31,12 @@ class RunningService:
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body.decode()
 
     def post(self, path: str, body: Any) -> tuple[int, Any]:
-        req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(), method="POST",
+        return self.request("POST", path, body)
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(status, JSON body) of any method; HTTP errors are returned, not raised."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers={"content-type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=5) as r:

@@ -84,3 +84,62 @@ def test_unreadable_toml_names_the_file(tmp_path: Path) -> None:
     f.write_text("[[enterprise]\nid=")
     with pytest.raises(RegistryError, match=r"broken\.toml"):
         Registry.from_toml(f)
+
+
+def test_saved_registry_round_trips_with_its_rows(tmp_path: Path) -> None:
+    p = tmp_path / "r.toml"
+    p.write_text(GOOD)
+    reg = Registry.from_toml(p)
+    reg.add_sensors([{"enterprise_id": "E1", "id": "NEW", "kind": "dust.spark", "params": {"x": [1, 2]}}])
+    back = Registry.from_json(reg.to_json())
+    assert [(s.key, s.row) for s in back.sensors] == [(s.key, s.row) for s in reg.sensors]
+    assert back.sensors[0].thresholds == {"yellow": 20.0}
+    assert back.sensors[2].params == {"x": [1, 2]}
+    assert back.enterprises["E1"].production_status is ProductionStatus.SUSPENDED
+    assert back.enterprises["E1"].capacity_kw == 500.0
+
+
+def test_from_json_refuses_what_it_did_not_write() -> None:
+    with pytest.raises(RegistryError, match="saved registry: not JSON"):
+        Registry.from_json(b"{oops")
+    with pytest.raises(RegistryError, match="format 1"):
+        Registry.from_json(b'{"enterprise": []}')
+
+
+def test_add_sensors_is_all_or_nothing_and_names_the_item() -> None:
+    reg = Registry()
+    reg.add_enterprises([{"id": "E1"}])
+    good = {"enterprise_id": "E1", "id": "A", "kind": "gas.combustible"}
+    with pytest.raises(RegistryError) as err:
+        reg.add_sensors([good, {"enterprise_id": "E1", "id": "B", "kind": "gas.unobtainium"}])
+    assert err.value.where == "body[1].kind"
+    assert len(reg) == 0
+    assert reg.version == 1
+    with pytest.raises(RegistryError) as err:
+        reg.add_sensors([good, {"enterprise_id": "E9", "id": "C", "kind": "gas.combustible"}])
+    assert err.value.where == "body[1].enterprise_id"
+    with pytest.raises(RegistryError) as err:
+        reg.add_sensors([good], check=lambda i, s: (_ for _ in ()).throw(RegistryError(f"body[{i}].params.x", "no")))
+    assert err.value.where == "body[0].params.x"
+    assert len(reg) == 0
+    assert [s.row for s in reg.add_sensors([good, {**good, "id": "B"}])] == [0, 1]
+
+
+def test_add_enterprises_is_all_or_nothing() -> None:
+    reg = Registry()
+    with pytest.raises(RegistryError) as err:
+        reg.add_enterprises([{"id": "E1"}, {"id": "E2", "production_status": "closed"}])
+    assert err.value.where == "body[1].production_status"
+    assert reg.enterprises == {}
+
+
+def test_load_keep_status_keeps_an_existing_enterprises_production_status() -> None:
+    reg = Registry()
+    reg.add_enterprises([{"id": "E1", "production_status": "suspended", "name": "old"}])
+    reg.load({"enterprise": [{"id": "E1", "name": "new"}, {"id": "E2", "production_status": "limited"}]},
+             keep_status=True)
+    assert reg.enterprises["E1"].production_status is ProductionStatus.SUSPENDED
+    assert reg.enterprises["E1"].name == "new"
+    assert reg.enterprises["E2"].production_status is ProductionStatus.LIMITED
+    reg.load({"enterprise": [{"id": "E1"}]})
+    assert str(reg.enterprises["E1"].production_status) == "normal"
