@@ -11,7 +11,16 @@ if [ -z "$PY" ]; then
 fi
 [ -n "$PY" ] || { echo "plantwatch needs Python >= 3.11 on PATH" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv; then
+    # Debian/Ubuntu ship venv/ensurepip separately (python3.X-venv)
+    rm -rf .venv
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    PYV=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "python$PYV-venv" >/dev/null \
+      || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    "$PY" -m venv .venv
+  fi
 fi
 STAMP=.venv/.plantwatch-installed-$1
 WANT=$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)

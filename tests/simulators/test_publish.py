@@ -144,10 +144,11 @@ async def test_virtual_clock_paces_by_speed_and_stop_ends_early(broker: Broker) 
     assert time.monotonic() - t0 >= 0.9 * (15.0 / 100.0)  # last reading is at 15 s virtual
     assert stats.end_ms == START_MS + 15_000
     stop = asyncio.Event()
-    task = asyncio.create_task(run(small(3600.0), broker.url, speed=10.0, stop=stop))
-    await asyncio.sleep(0.3)  # let a few virtual seconds pass, then stop
-    stop.set()
-    stats = await asyncio.wait_for(task, 10)
+    async with subscriber(broker, "plants/+/+/telemetry") as got:
+        task = asyncio.create_task(run(small(3600.0), broker.url, speed=10.0, stop=stop))
+        await until(lambda: len(got.data()) >= 2)  # the run is under way: stop it
+        stop.set()
+        stats = await asyncio.wait_for(task, 10)
     assert stats.stopped
     assert stats.end_ms < START_MS + 600_000
 
@@ -191,7 +192,15 @@ async def test_cli_publishes_and_writes_labels_and_registry(broker: Broker, tmp_
         await until(lambda: len(got.data()) >= 2 * 60)
     assert len(Registry.from_toml(reg)) == 10
     assert [lab.kind for lab in read_labels(labels)][:2] == ["spark_shower", "filter_clogging"]
-    rc = await asyncio.to_thread(cli_main, ["--plants", "2", "--sensors-per-plant", "3", "--rate", "2",
-                                            "--duration", "5", "--fast", "--mqtt-url", broker.url])
-    assert rc == 0
+    # load mode: 2 plants x 3 sensors x 2 readings/s x 5 s = 60 readings, one batch per plant and tick
+    async with subscriber(broker, "plants/+/+/telemetry") as got:
+        rc = await asyncio.to_thread(cli_main, ["--plants", "2", "--sensors-per-plant", "3", "--rate", "2",
+                                                "--duration", "5", "--fast", "--mqtt-url", broker.url])
+        assert rc == 0
+
+        def n_readings() -> int:
+            return sum(len(json.loads(p)["readings"]) for _, p in got.data())
+        await until(lambda: n_readings() >= 60)
+    assert n_readings() == 60
+    assert len({t for t, _ in got.data()}) == 2  # one gateway topic per plant
     assert await asyncio.to_thread(cli_main, ["--scenario", str(tmp_path / "missing.toml"), "--dry-run"]) == 2
