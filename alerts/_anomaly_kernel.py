@@ -1,0 +1,165 @@
+"""Compiled per-sample update of :class:`alerts.anomaly.AnomalyScorer` (numba).
+
+The numpy formulation in ``AnomalyScorer._score_learn_numpy`` is the specification and the
+test oracle: about 150 whole-array operations per call, each a gather or scatter over the
+call's rows, which costs ~1 us per sample at a thousand rows a call. This kernel walks the
+rows once and keeps a row's state in registers (the same state arrays, the same formulas in
+the same order), ~20-50x less work per sample. Results equal the numpy path to rounding
+(sums over the ring are taken in another order); ``tests/alerts/test_anomaly.py`` compares
+the two on random streams.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+_SQRT2 = math.sqrt(2.0)
+_SD_TO_MAD = math.sqrt(2.0 / math.pi)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _log10_gauss_tail(z: float) -> float:  # pragma: no cover - compiled
+    x = abs(z) / _SQRT2
+    t = 1.0 / (1.0 + 0.5 * x)
+    poly = (((((((((0.17087277 * t - 0.82215223) * t + 1.48851587) * t - 1.13520398) * t + 0.27886807) * t
+                 - 0.18628806) * t + 0.09678418) * t + 0.37409196) * t + 1.00002368) * t - 1.26551223)
+    lq = math.log(t) - x * x + poly - _LN2
+    if z < 0.0:
+        lq = math.log1p(-math.exp(lq))
+    return lq / _LN10
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def score_learn(rows, xs, tss, out,  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+                n_, mean_, scale_, spread_, short_, mu_u_, var_u_, head_, env_hi_, env_lo_, ref_,
+                sum_old_, sumsq_old_, sum_rec_, fired_, ring, s_mean, s_dev, s_cnt,
+                alpha_mean, alpha_scale, alpha_short, alpha_long, w, warmup, tail_digits, novelty_z,
+                envelope_decay, robust_clip, min_sd, max_z, scale_floor, season, season_ms, season_alpha,
+                season_c, season_lo, season_min, fire_level, refractory):
+    big = ring.shape[1]
+    nbk = s_mean.shape[1]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        x = xs[i]
+        n = n_[r]
+        first = n == 0
+        mean = x if first else mean_[r]
+        scale = scale_[r]
+        spread = spread_[r]
+        # 1a. point residual
+        floor = max(scale_floor * spread, 1e-9 * (1.0 + abs(mean)))
+        s = max(scale, floor)
+        resid = x - mean
+        z_point = abs(resid) / s
+        # 1b. level shift from the running ring sums
+        ref = ref_[r]
+        filled = min(n, big)
+        cnt = max(filled - (w - 1), 0)
+        cntf = float(max(cnt, 1))
+        o_mean_c = sum_old_[r] / cntf
+        o_sd = math.sqrt(max(sumsq_old_[r] / cntf - o_mean_c * o_mean_c, 0.0))
+        o_dev = max(_SD_TO_MAD * o_sd, max(floor, 0.5 * s))
+        recent_c = (sum_rec_[r] + (x - ref)) / w
+        z_level = 0.5 * math.sqrt(w) * abs(recent_c - o_mean_c) / o_dev if cnt >= 2 * w else 0.0
+        u = min(max(z_point, z_level), max_z)
+        if n < 3:
+            u = 0.0
+        # 2-3. short average and its tail against its long-run distribution
+        short = 0.0 if first else (1 - alpha_short) * short_[r] + alpha_short * u
+        mu_u = mu_u_[r]
+        var_u = var_u_[r]
+        sd_u = max(math.sqrt(var_u), min_sd)
+        score = min(max(-_log10_gauss_tail((short - mu_u) / sd_u) / (2.0 * tail_digits), 0.0), 1.0)
+        hi = x if first else env_hi_[r]
+        lo = x if first else env_lo_[r]
+        if novelty_z > 0:
+            z_ext = max(max(x - hi, lo - x), 0.0) / max(spread, floor)
+            score = max(score, min(max(0.5 * z_ext / novelty_z, 0.0), 1.0))
+        if n < warmup:
+            score = 0.0
+        # 4. seasonal damping
+        b = (tss[i] // season_ms) % nbk
+        sm = s_mean[r, b]
+        sd = s_dev[r, b]
+        sc = s_cnt[r, b]
+        if season and sc >= season_min:
+            gate = min(max(abs(x - sm) / max(sd, floor) / season_c, season_lo), 1.0)
+            score = score * gate
+        # 5. refractory
+        if refractory > 0:
+            score = score * min(max((n - fired_[r]) / refractory, 0.0), 1.0)
+        if score >= fire_level:
+            fired_[r] = n
+        out[i] = score
+        # learn
+        nf = float(n)
+        a_s = max(alpha_scale, 1.0 / max(nf, 1.0))
+        abs_res = abs(resid)
+        scale_[r] = 0.0 if first else (1 - a_s) * scale + a_s * abs_res
+        spread_[r] = 0.0 if first else (1 - a_s) * spread + a_s * abs_res
+        mean_[r] = (1 - alpha_mean) * mean + alpha_mean * x
+        short_[r] = short
+        d = short - mu_u
+        m = nf - (warmup // 2)
+        a_l = max(alpha_long, 1.0 / max(m + 1.0, 1.0))
+        if robust_clip > 0 and m >= warmup:
+            d = min(max(d, -robust_clip * sd_u), robust_clip * sd_u)
+        if m >= 0:
+            mu_u_[r] = mu_u + a_l * d
+            var_u_[r] = (1 - a_l) * (var_u + a_l * d * d)
+        # ring and its running sums
+        head = head_[r]
+        if first:
+            ref = x
+        ref_[r] = ref
+        so = sum_old_[r]
+        sq = sumsq_old_[r]
+        sr = sum_rec_[r]
+        if n >= big:
+            v = ring[r, head] - ref
+            so -= v
+            sq -= v * v
+        if n >= w - 1:
+            v = ring[r, (head - (w - 1)) % big] - ref
+            sr -= v
+            so += v
+            sq += v * v
+        ring[r, head] = x
+        sr += x - ref
+        head = (head + 1) % big
+        head_[r] = head
+        if head == 0:  # once per lap: exact sums around a fresh reference
+            filled1 = min(n + 1, big)
+            tot = 0.0
+            k = 0
+            for a in range(w - 1, filled1):
+                tot += ring[r, (-1 - a) % big]
+                k += 1
+            new_ref = tot / max(k, 1)
+            so = 0.0
+            sq = 0.0
+            sr = 0.0
+            for a in range(big):
+                c = ring[r, (-1 - a) % big] - new_ref
+                if w - 1 <= a < filled1:
+                    so += c
+                    sq += c * c
+                if a < min(w - 1, filled1):
+                    sr += c
+            ref_[r] = new_ref
+        sum_old_[r] = so
+        sumsq_old_[r] = sq
+        sum_rec_[r] = sr
+        # seasonal profile and envelope
+        a_q = max(season_alpha, 1.0 / (sc + 1.0))
+        s_dev[r, b] = (1 - a_q) * sd + a_q * abs(x - sm) if sc > 0 else 0.0
+        s_mean[r, b] = (1 - a_q) * sm + a_q * x if sc > 0 else x
+        s_cnt[r, b] = min(sc + 1.0, 1e9)
+        mid = 0.5 * (hi + lo)
+        env_hi_[r] = max(x, hi - envelope_decay * (hi - mid))
+        env_lo_[r] = min(x, lo + envelope_decay * (mid - lo))
+        n_[r] = n + 1
