@@ -9,9 +9,13 @@ without conversion.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from plantwatch.registry import Registry
 
 ObjArray = npt.NDArray[np.object_]
 I64 = npt.NDArray[np.int64]
@@ -92,7 +96,7 @@ class BatchBuilder:
     per-reading cost to a few list appends.
     """
 
-    __slots__ = ("_dev", "_ent", "_recv", "_sensor", "_src", "_ts", "_val")
+    __slots__ = ("_dev", "_ent", "_recv", "_sensor", "_spans", "_src", "_ts", "_val")
 
     def __init__(self) -> None:
         self._ent: list[str] = []
@@ -102,12 +106,18 @@ class BatchBuilder:
         self._val: list[float] = []
         self._src: list[int] = []
         self._recv: list[int] = []
+        self._spans: list[list[Any]] = []  # [enterprise_id, count] runs, in order (registry lookups)
 
     def __len__(self) -> int:
         return len(self._ts)
 
     def add(self, enterprise_id: str, device_id: str, sensor_id: str, ts_ms: int, value: float,
             ts_source: int, received_ms: int) -> None:
+        sp = self._spans
+        if sp and sp[-1][0] == enterprise_id:
+            sp[-1][1] += 1
+        else:
+            sp.append([enterprise_id, 1])
         self._ent.append(enterprise_id)
         self._dev.append(device_id)
         self._sensor.append(sensor_id)
@@ -120,6 +130,11 @@ class BatchBuilder:
                  values: list[float], sources: list[int], received_ms: int) -> None:
         """Append the readings of one message (same enterprise, device, receive time)."""
         n = len(ts)
+        sp = self._spans
+        if sp and sp[-1][0] == enterprise_id:
+            sp[-1][1] += n
+        else:
+            sp.append([enterprise_id, n])
         self._ent.extend([enterprise_id] * n)
         self._dev.extend([device_id] * n)
         self._sensor.extend(sensors)
@@ -127,6 +142,17 @@ class BatchBuilder:
         self._val.extend(values)
         self._src.extend(sources)
         self._recv.extend([received_ms] * n)
+
+    def rows(self, registry: Registry) -> list[int]:
+        """Registry rows of the readings added so far (-1 = unregistered), looked up per
+        run of one enterprise's readings."""
+        out: list[int] = []
+        pos = 0
+        sensors = self._sensor
+        for ent, n in self._spans:
+            out.extend(registry.rows_in(ent, sensors[pos:pos + n]))
+            pos += n
+        return out
 
     def build(self) -> ReadingBatch:
         """Freeze the accumulated readings into a batch and reset the builder."""

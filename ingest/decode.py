@@ -320,9 +320,12 @@ class Decoder:
         try:
             sensors = [r["sensor"] for r in readings]
             vals = [r["value"] for r in readings]
-            tss = [r.get("ts") for r in readings]
-        except (KeyError, TypeError, AttributeError):
+        except (KeyError, TypeError):
             return 0
+        try:  # subscripts are cheaper than .get; batches either all carry ts or none does
+            tss: list[Any] = [r["ts"] for r in readings]
+        except KeyError:
+            tss = [r.get("ts") for r in readings]
         if set(map(type, sensors)) != _STR_ONLY or "" in sensors:
             return 0
         vtypes = set(map(type, vals))

@@ -215,10 +215,9 @@ class Pipeline:
         n = len(builder)
         if not n:
             return None
+        rows = builder.rows(self.registry)
         batch = builder.build()
-        batch.row = np.fromiter(
-            self.registry.rows_for(batch.enterprise_id.tolist(), batch.sensor_id.tolist()),
-            dtype=np.int32, count=n)
+        batch.row = np.fromiter(rows, dtype=np.int32, count=n)
         self.metrics.ingest_readings.inc(n)
         unregistered = n - int(np.count_nonzero(batch.row >= 0))
         if unregistered:

@@ -12,6 +12,7 @@ import threading
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,9 @@ def _enterprise_from_mapping(raw: Mapping[str, Any], where: str) -> Enterprise:
     )
 
 
+_EMPTY: dict[str, int] = {}
+
+
 class Registry:
     """Thread-safe registry; ``version`` increments on every change (recompile trigger)."""
 
@@ -123,6 +127,7 @@ class Registry:
         self.enterprises: dict[str, Enterprise] = {}
         self.sensors: list[Sensor] = []  # indexed by row
         self._by_key: dict[tuple[str, str], int] = {}
+        self._by_ent: dict[str, dict[str, int]] = {}  # enterprise -> sensor id -> row (batch lookups)
         self.version = 0
 
     # -- loading ---------------------------------------------------------------------
@@ -181,6 +186,7 @@ class Registry:
             self.enterprises = dict(other.enterprises)
             self.sensors = list(other.sensors)
             self._by_key = dict(other._by_key)
+            self._by_ent = {e: dict(m) for e, m in other._by_ent.items()}
             self.version += 1
 
     @classmethod
@@ -220,6 +226,7 @@ class Registry:
                 row = len(self.sensors)
                 self.sensors.append(sensor)
                 self._by_key[sensor.key] = row
+                self._by_ent.setdefault(sensor.enterprise_id, {})[sensor.id] = row
             else:
                 self.sensors[row] = sensor
             sensor.row = row
@@ -252,6 +259,10 @@ class Registry:
     # -- lookup ----------------------------------------------------------------------
     def row_of(self, enterprise_id: str, sensor_id: str) -> int:
         return self._by_key.get((enterprise_id, sensor_id), -1)
+
+    def rows_in(self, enterprise_id: str, sensor_ids: Iterable[str]) -> list[int]:
+        """Rows of sensors of one enterprise (-1 for unregistered); one C-level map, no tuples."""
+        return list(map(self._by_ent.get(enterprise_id, _EMPTY).get, sensor_ids, repeat(-1)))
 
     def rows_for(self, enterprise_ids: Iterable[str], sensor_ids: Iterable[str]) -> list[int]:
         """Rows for parallel sequences of ids (-1 for unregistered)."""

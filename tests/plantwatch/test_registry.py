@@ -143,3 +143,19 @@ def test_load_keep_status_keeps_an_existing_enterprises_production_status() -> N
     assert reg.enterprises["E2"].production_status is ProductionStatus.LIMITED
     reg.load({"enterprise": [{"id": "E1"}]})
     assert str(reg.enterprises["E1"].production_status) == "normal"
+
+
+def test_rows_in_looks_up_one_enterprises_sensors_and_follows_replace_with() -> None:
+    reg = Registry()
+    reg.add_enterprises([{"id": "E1"}, {"id": "E2"}])
+    reg.add_sensors([{"enterprise_id": "E1", "id": "A", "kind": "dust.spark"},
+                     {"enterprise_id": "E2", "id": "A", "kind": "dust.spark"}])
+    assert reg.rows_in("E1", ["A", "B", "A"]) == [0, -1, 0]
+    assert reg.rows_in("E2", ["A"]) == [1]
+    assert reg.rows_in("E9", ["A"]) == [-1]
+    other = Registry()
+    other.add_enterprises([{"id": "E2"}])
+    other.add_sensors([{"enterprise_id": "E2", "id": "A", "kind": "dust.spark"}])
+    reg.replace_with(other)
+    assert reg.rows_in("E2", ["A"]) == [0]
+    assert reg.rows_in("E1", ["A"]) == [-1]
