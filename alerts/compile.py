@@ -23,6 +23,8 @@ from alerts.rules import (
     LEVEL_NAMES,
     LOW_LIMIT_ORANGE_S,
     OEL_PPM,
+    TOXIC_IDLH_PCT,
+    TOXIC_OEL_ORANGE_PCT,
     KindRules,
     Ladder,
 )
@@ -283,6 +285,15 @@ def _compile_row(c: Compiled, i: int, s: Sensor, enterprises: Mapping[str, Enter
                 oel = OEL_PPM.get(str(p.get("gas", "")).lower(), DEFAULT_OEL_PPM)
             oel_f = _num(f"{where} params.oel_ppm", oel, positive=True, allow_zero=False)
             vals = [None if v is None else v / 100.0 * oel_f for v in vals]
+            idlh = p.get("idlh_ppm")
+            if idlh is not None:
+                # GB/T 50493-2019 5.5.2: when the detector's range cannot measure the OEL-based set
+                # points, stage 1 <= 5 % IDLH and stage 2 <= 10 % IDLH (blue at half of stage 1)
+                idlh_f = _num(f"{where} params.idlh_ppm", idlh, positive=True, allow_zero=False)
+                rng_top = _num(f"{where} params.range_ppm", p.get("range_ppm", spec.hi), positive=True,
+                               allow_zero=False)
+                if rng_top < TOXIC_OEL_ORANGE_PCT / 100.0 * oel_f:
+                    vals = [pct / 100.0 * idlh_f for pct in TOXIC_IDLH_PCT] + [None]
         red_held = p.get("red_held_s", kr.red_held_s)
         over = _level_map(f"{where} thresholds", s.thresholds or {})
         for j, name in enumerate(LEVEL_NAMES):

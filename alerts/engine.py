@@ -30,6 +30,7 @@ from alerts.rules import (
     ANOMALY_HOLD_S,
     ANOMALY_MIN_SAMPLES,
     AREA_VOTE_N,
+    COMPOUND_TEMP_LEVEL,
     GATEWAY_YELLOW_S,
     INTERLOCK_H2_LEVEL,
     INTERLOCK_TEMP_LEVEL,
@@ -576,7 +577,8 @@ class AlarmEngine:
         """
         cfg = self._cfg
         self._vote(r, t, s2_before, out)
-        # compound dust: temperature at orange (>= 70 °C) with a recent spark in the same area
+        # compound dust: a temperature rise (>= 60 °C, or + 15 °C over its baseline) with a recent
+        # spark in the same area
         cm = (cfg.temp_compound[r] | cfg.spark[r]) & (cfg.area[r] >= 0)
         if cm.any():
             self._compound(np.unique(cfg.area[r[cm]]).astype(np.int32), now_ms, None, out)
@@ -625,7 +627,8 @@ class AlarmEngine:
         temps = self._temp_rows[starts + np.arange(total)]
         ls = self._area_spark[self._cfg.area[temps]]
         recent = (ls != NO_TS) & (now_ms - np.where(ls == NO_TS, 0, ls) <= int(SPARK_WINDOW_S * 1000))
-        hot = st["level"][temps, R_HIGH] >= Level.ORANGE
+        lv = st["level"]
+        hot = (lv[temps, R_HIGH] >= COMPOUND_TEMP_LEVEL) | (lv[temps, R_BASE] >= Level.BLUE)
         new = np.where(recent & hot, np.int8(Level.RED), np.int8(0)).astype(np.int8)
         ts = np.maximum(st["last_ts"][temps], ls) if tick_ts is None else np.full(len(temps), tick_ts, np.int64)
         self._set(R_COMP, temps, new, st["last_v"][temps].astype(np.float64), ts, out)
@@ -715,12 +718,16 @@ class AlarmEngine:
                       np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
         dl[self._dev_offline[self._row_dev]] = 0  # suppressed under an offline gateway (root alarm)
         yel = np.flatnonzero(dl == Level.YELLOW)
-        if len(yel):  # offline while the enterprise's power shows production -> red [P]
-            prod = self._power.producing(self, now_ms)
-            if prod.any():
+        if len(yel):
+            # offline while the enterprise's power shows production -> red; yellow is "offline
+            # > 30 min in production hours", so where the main meter shows the plant idle it stays blue [P]
+            prod, idle = self._power.meter_state(self, now_ms)
+            if prod.any() or idle.any():
                 ent = cfg.ent[yel]
-                red = (ent >= 0) & prod[np.maximum(ent, 0)] & ~self._is_power[yel]
+                e0 = np.maximum(ent, 0)
+                red = (ent >= 0) & prod[e0] & ~self._is_power[yel]
                 dl[yel[red]] = Level.RED
+                dl[yel[(ent >= 0) & idle[e0] & ~self._is_power[yel]]] = Level.BLUE
         rows = np.flatnonzero(dl != st["level"][:n, R_DEAD]).astype(np.int32)
         if len(rows):
             self._set(R_DEAD, rows, dl[rows], np.nan, now_ms, out)
@@ -754,13 +761,17 @@ class AlarmEngine:
     def _tick_gateways(self, now_ms: int, out: _Out) -> None:
         cfg = self._cfg
         offline = np.flatnonzero(self._dev_offline[: len(cfg.dev_keys)])
-        prod = self._power.producing(self, now_ms) if len(offline) else np.zeros(0, bool)
+        if not len(offline):
+            return
+        prod, idle = self._power.meter_state(self, now_ms)
         for d in offline:
             _, since = self._gw[cfg.dev_keys[d]]
             lvl = Level.YELLOW if now_ms - since > GATEWAY_YELLOW_S * 1000 else Level.BLUE
             ent = int(cfg.ent[cfg.dev_anchor[d]])
             if lvl == Level.YELLOW and ent >= 0 and prod[ent]:
                 lvl = Level.RED  # a whole gateway blind while the enterprise's power shows production
+            elif lvl == Level.YELLOW and ent >= 0 and idle[ent]:
+                lvl = Level.BLUE  # yellow is "offline > 30 min in production hours" [P]
             anchor = cfg.dev_anchor[d : d + 1]
             self._set(R_GW, anchor, np.array([lvl], np.int8), np.nan, now_ms, out)
 

@@ -150,21 +150,27 @@ class PowerAnalytics:
         st: npt.NDArray[np.int8] = np.where(ent >= 0, self._status[np.maximum(ent, 0)], 0).astype(np.int8)
         return st
 
-    def producing(self, engine: AlarmEngine, now_ms: int) -> npt.NDArray[np.bool_]:
-        """Per enterprise index: its main meter shows production-like power, fresh at ``now_ms``."""
+    def meter_state(self, engine: AlarmEngine, now_ms: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Per enterprise index: (producing, idle). Producing: the main meter is fresh at
+        ``now_ms`` and shows production-like power; idle: fresh and below that (outside
+        production hours). Unknown (no meter, a stale one, no learnt load and no capacity) is
+        neither."""
         cfg = self._cfg
         assert cfg is not None
-        out = np.zeros(len(cfg.ent_ids), bool)
+        prod_out = np.zeros(len(cfg.ent_ids), bool)
+        idle_out = np.zeros(len(cfg.ent_ids), bool)
         has = np.flatnonzero(self._ent_meter >= 0) if len(self._ent_meter) else np.zeros(0, np.intp)
         if not len(has):
-            return out
+            return prod_out, idle_out
         rows = self._ent_meter[has]
         st = engine._st
         last_ts = st["last_ts"][rows].astype(np.int64)
         fresh = (last_ts != NO_TS) & (now_ms - last_ts <= cfg.dm_blue_ms[rows])
         prod = self._production(self._pidx[rows])
-        out[has] = fresh & (st["last_v"][rows] >= PROD_FRAC * prod)
-        return out
+        v = st["last_v"][rows]
+        prod_out[has] = fresh & (v >= PROD_FRAC * prod)
+        idle_out[has] = fresh & (v < PROD_FRAC * prod)  # NaN production level: neither
+        return prod_out, idle_out
 
     # -- called by the engine --------------------------------------------------------------
     def prepare(self, engine: AlarmEngine, r: I32, t: I64) -> None:

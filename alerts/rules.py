@@ -22,7 +22,7 @@ RULE_NAMES: tuple[str, ...] = (
     "deadman",          # 5  no data for N x reporting interval (wall-clock, tick())
     "gateway_offline",  # 6  gateway status topic says offline (root alarm, one per device)
     "baseline",         # 7  deviation from the commissioning baseline (pressure difference)
-    "compound",         # 8  dust temperature >= orange threshold with a recent spark in the area
+    "compound",         # 8  dust temperature rise (>= yellow, or baseline + 15 °C) with a recent spark in the area
     "area_vote",        # 9  >= N gas detectors of one area at stage 2 (one alarm per area)
     "suspension",       # 10 power use inconsistent with a suspension order (停产不停电)
     "overload",         # 11 power against registered capacity / learned load
@@ -98,6 +98,12 @@ _GAS_FLAT = DAY_S  # [P] flat or exactly 0 for > 24 h -> orange (covered probe)
 #: converted at 20 °C; DOMAIN.md asks to verify before relying). Unknown gas -> 10 ppm.
 OEL_PPM: dict[str, float] = {"h2s": 7.0, "co": 17.0, "nh3": 28.0, "cl2": 0.3}
 DEFAULT_OEL_PPM = 10.0
+#: gas.toxic stage 2 in %OEL (the orange threshold of the default ladder) ...
+TOXIC_OEL_ORANGE_PCT = 200.0
+#: ... and, when the detector's range (params.range_ppm) cannot reach it and params.idlh_ppm
+#: is given, blue / yellow / orange in %IDLH instead [S: GB/T 50493-2019 5.5.2: stage 1 <= 5 %,
+#: stage 2 <= 10 % IDLH; blue at half of stage 1, as 50 %OEL is half of 100 %OEL].
+TOXIC_IDLH_PCT = (2.5, 5.0, 10.0)
 
 KIND_RULES: dict[str, KindRules] = {
     # yellow 25 %LEL [S stage-1 max], orange 50 [S stage-2 max], red = stage 2 held 60 s [P];
@@ -121,7 +127,7 @@ KIND_RULES: dict[str, KindRules] = {
         rate_floor=10.0, rate_min_per_min=1.0, rate_eta_s=120.0,
         flatline_s=_GAS_FLAT, range_hi_level=Level.RED, votes=True),
     # blue baseline + 15 °C [P] (params.baseline = normal temperature); yellow 60 °C [P];
-    # orange 70 °C [S AQ 4273-2016 5.1.4]; red = 70 with a spark (compound).
+    # orange 70 °C [S AQ 4273-2016 5.1.4]; red = a temperature rise with a spark (compound).
     "dust.hopper_temperature": KindRules(
         high=Ladder(yellow=60.0, orange=70.0, deadband=3.0), flatline_s=DAY_S,
         rise=Ladder(blue=15.0, deadband=3.0), compound_temperature=True),
@@ -144,8 +150,12 @@ KIND_RULES: dict[str, KindRules] = {
     # power analytics (overload, suspension, night, critical feeder) live in alerts.power.
     "power.active_power": KindRules(),
     "power.feeder_current": KindRules(),
-    # 200 mA blue [P], 300 mA yellow [S GB 50116], 500 mA orange [P].
-    "power.residual_current": KindRules(high=Ladder(blue=200.0, yellow=300.0, orange=500.0)),
+    # 200 mA blue [P], 300 mA yellow [S GB 50116], 500 mA orange [P]. A live residual-current
+    # monitor always shows some leakage noise: the same value for 24 h is a dead or bypassed
+    # sensor (DOMAIN.md "flat for > 24 h, all kinds"). Meters and feeder currents are exempt: a
+    # switched-off feeder or a disconnected supply legitimately reads exactly 0 for days.
+    "power.residual_current": KindRules(high=Ladder(blue=200.0, yellow=300.0, orange=500.0),
+                                        flatline_s=DAY_S),
 }
 
 #: Delay before the low-limit orange (dust.water_level / flow), seconds [P].
@@ -163,6 +173,10 @@ AREA_VOTE_N = 2
 SPARK_RATE_WINDOW_S = 60.0
 #: Compound dust: a spark counts as "recent" for this long, seconds [P].
 SPARK_WINDOW_S = 60.0
+#: Compound dust (issue: "temperature rise with sparks -> red"): a dust temperature whose high
+#: rule is at or above this level (60 °C), or whose baseline rise rule is at blue
+#: (params.baseline + 15 °C), is "rising" [P].
+COMPOUND_TEMP_LEVEL = Level.YELLOW
 #: Interlock reds [P] (DOMAIN.md red column): a duct air velocity (dust.air_velocity) at or
 #: above this means the area's fan / dust equipment runs, m/s (per sensor: params.running_min).
 FAN_RUNNING_MPS = 1.0

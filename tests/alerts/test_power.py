@@ -145,17 +145,38 @@ def test_power_state_survives_restart() -> None:
     assert of_rule(b, feed(b, 0, t3, 300.0), "overload") == [(0, "none", "blue")]
 
 
-def test_sensor_offline_while_power_shows_production_is_red() -> None:
-    for meter_kw, expect in ((500.0, Level.RED), (10.0, Level.YELLOW)):
+def test_sensor_offline_red_while_producing_yellow_in_production_hours_blue_while_idle() -> None:
+    """DOMAIN.md data quality: offline > 3x interval blue; > 30 min in production hours yellow;
+    while power shows production red. A fresh main meter showing the plant idle keeps it blue;
+    a meter that went quiet too says nothing about production hours (yellow)."""
+    for meter_kw, meter_reports, at, expect in (
+            (500.0, True, 31 * MIN, [(1, "blue", "red")]),
+            (10.0, True, 31 * MIN, []),
+            # the meter's last reading is 50 min old (stale beyond 3 x 15 min): in deadman itself
+            (10.0, False, 50 * MIN, [(0, "none", "yellow"), (1, "blue", "yellow")])):
         e = make_engine([sensor("P-main", "power.active_power", interval_s=900.0, capacity=1000.0),
                          sensor("GT-1", "gas.combustible", interval_s=5.0)])
         e.tick(MON)
         feed(e, [0, 1], [MON, MON], [meter_kw, 1.0])
         assert of_rule(e, e.tick(MON + 20 * S), "deadman") == [(1, "none", "blue")]
-        for k in range(1, 3):
-            feed(e, 0, MON + k * 15 * MIN, meter_kw)  # the meter keeps reporting
-        tr = e.tick(MON + 31 * MIN)
-        assert of_rule(e, tr, "deadman") == [(1, "blue", expect.label)]
+        if meter_reports:
+            for k in range(1, 3):
+                feed(e, 0, MON + k * 15 * MIN, meter_kw)
+        assert sorted(of_rule(e, e.tick(MON + at), "deadman")) == expect
+
+
+def test_gateway_offline_stays_blue_while_the_main_meter_shows_the_plant_idle() -> None:
+    e = make_engine([sensor("P-main", "power.active_power", device="GW-power", interval_s=900.0, capacity=1000.0),
+                     sensor("GT-1", "gas.combustible", device="GW-gas", interval_s=5.0)])
+    feed(e, [0, 1], [MON, MON], [10.0, 1.0])
+    assert of_rule(e, e.gateway_status("E1", "GW-gas", False, MON + S), "gateway_offline") == [(1, "none", "blue")]
+    for k in range(1, 3):
+        feed(e, 0, MON + k * 15 * MIN, 10.0)
+    assert of_rule(e, e.tick(MON + 32 * MIN), "gateway_offline") == []
+    e2 = make_engine([sensor("GT-1", "gas.combustible", device="GW-gas", interval_s=5.0)])  # no meter
+    feed(e2, 0, MON, 1.0)
+    e2.gateway_status("E1", "GW-gas", False, MON + S)
+    assert of_rule(e2, e2.tick(MON + 32 * MIN), "gateway_offline") == [(0, "blue", "yellow")]
 
 
 def test_gateway_offline_while_power_shows_production_escalates_to_red() -> None:

@@ -80,6 +80,21 @@ def test_compound_when_temperature_reaches_70_after_the_spark() -> None:
     assert of_rule(e, tr, "compound") == [(0, "none", "red")]
 
 
+def test_compound_on_a_temperature_rise_below_70_with_a_spark() -> None:
+    """"Temperature rise with sparks -> red": 60 °C (yellow) or 15 °C over the baseline is a rise."""
+    e = make_engine([sensor("TT-1", "dust.hopper_temperature", area="DC1", interval_s=10.0),
+                     sensor("TT-2", "dust.hopper_temperature", area="DC2", interval_s=10.0, baseline=25.0),
+                     sensor("TT-3", "dust.hopper_temperature", area="DC3", interval_s=10.0),
+                     sensor("SP-1", "dust.spark", area="DC1", interval_s=10.0),
+                     sensor("SP-2", "dust.spark", area="DC2", interval_s=10.0),
+                     sensor("SP-3", "dust.spark", area="DC3", interval_s=10.0)])
+    feed(e, [0, 1, 2], [T0] * 3, [62.0, 45.0, 45.0])  # yellow; +20 °C over baseline; neither
+    tr = feed(e, [3, 4, 5], [T0 + 10 * S] * 3, [1.0, 1.0, 1.0])
+    assert sorted(of_rule(e, tr, "compound")) == [(0, "none", "red"), (1, "none", "red")]
+    tr = feed(e, [0, 1], [T0 + 20 * S] * 2, [50.0, 30.0])  # cooled down: the condition ends
+    assert sorted(of_rule(e, tr, "compound")) == [(0, "red", "none"), (1, "red", "none")]
+
+
 def test_pressure_diff_baseline_bands() -> None:
     e = make_engine([sensor("DP-1", "dust.pressure_diff", baseline=1000.0, interval_s=10.0)])
     assert of_rule(e, feed(e, 0, T0, 1050.0), "baseline") == []
@@ -150,3 +165,25 @@ def test_dust_temperature_15_above_its_baseline_is_blue() -> None:
     assert of_rule(e, feed(e, 0, T0 + 10 * S, 50.0), "baseline") == [(0, "none", "blue")]
     assert of_rule(e, feed(e, 0, T0 + 20 * S, 47.5), "baseline") == []   # band 3 °C
     assert of_rule(e, feed(e, 0, T0 + 30 * S, 46.9), "baseline") == [(0, "blue", "none")]
+
+
+def test_toxic_thresholds_fall_back_to_idlh_when_the_detector_range_is_too_small() -> None:
+    """GB/T 50493-2019 5.5.2: range below 200 %OEL -> stage 1 at 5 %, stage 2 at 10 % IDLH."""
+    sensors = [sensor("H2S-1", "gas.toxic", oel_ppm=7.0, idlh_ppm=100.0, range_ppm=10.0),   # 14 ppm out of range
+               sensor("H2S-2", "gas.toxic", oel_ppm=7.0, idlh_ppm=100.0, range_ppm=50.0),   # OEL basis
+               sensor("H2S-3", "gas.toxic", oel_ppm=7.0)]
+    c = compile_config(sensors, enterprises())
+    np.testing.assert_allclose(c.high.thr[0, :3], [2.5, 5.0, 10.0])
+    np.testing.assert_allclose(c.high.thr[1, :3], [3.5, 7.0, 14.0])
+    np.testing.assert_allclose(c.high.thr[2, :3], [3.5, 7.0, 14.0])
+    e = make_engine(sensors)
+    assert of_rule(e, feed(e, 0, T0, 6.0), "high") == [(0, "none", "yellow")]
+    assert of_rule(e, feed(e, 0, T0 + 5 * S, 10.0), "high") == [(0, "yellow", "orange")]
+
+
+def test_residual_current_flat_for_a_day_is_a_dead_sensor() -> None:
+    e = make_engine([sensor("RC-1", "power.residual_current", interval_s=600.0)])
+    for k in range(24 * 6):
+        feed(e, 0, T0 + k * 600 * S, 42.0)
+    assert e.level(0, "flatline") == Level.NONE
+    assert of_rule(e, feed(e, 0, T0 + 24 * 3600 * S, 42.0), "flatline") == [(0, "none", "orange")]
