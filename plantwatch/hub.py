@@ -16,11 +16,13 @@ from plantwatch.domain import Level
 
 @dataclass(eq=False)
 class Subscriber:
-    """One WebSocket client; ``enterprise_id``/``min_level`` filter what it receives."""
+    """One WebSocket client; ``enterprise_id``/``min_level`` filter what it receives, and
+    ``include_shelved=False`` drops changes of shelved alarms (``notify`` false)."""
 
     queue: asyncio.Queue[dict[str, Any] | None]
     enterprise_id: str | None = None
     min_level: Level = Level.NONE
+    include_shelved: bool = True
     overflowed: bool = field(default=False)
 
 
@@ -31,8 +33,9 @@ class EventHub:
         self._subs: set[Subscriber] = set()
         self._queue_size = queue_size
 
-    def subscribe(self, enterprise_id: str | None = None, min_level: Level = Level.NONE) -> Subscriber:
-        sub = Subscriber(asyncio.Queue(self._queue_size), enterprise_id, min_level)
+    def subscribe(self, enterprise_id: str | None = None, min_level: Level = Level.NONE,
+                  include_shelved: bool = True) -> Subscriber:
+        sub = Subscriber(asyncio.Queue(self._queue_size), enterprise_id, min_level, include_shelved)
         self._subs.add(sub)
         return sub
 
@@ -42,11 +45,11 @@ class EventHub:
     def __len__(self) -> int:
         return len(self._subs)
 
-    def publish(self, message: dict[str, Any], enterprise_id: str, level: Level) -> None:
+    def publish(self, message: dict[str, Any], enterprise_id: str, level: Level, notify: bool = True) -> None:
         for sub in list(self._subs):
             if sub.enterprise_id is not None and sub.enterprise_id != enterprise_id:
                 continue
-            if level < sub.min_level:
+            if level < sub.min_level or (not notify and not sub.include_shelved):
                 continue
             try:
                 sub.queue.put_nowait(message)

@@ -17,7 +17,7 @@ import numpy as np
 
 from alerts.compile import ConfigError, compile_config
 from alerts.engine import AlarmEngine
-from alerts.lifecycle import AlarmBook
+from alerts.lifecycle import AlarmBook, suppressed
 from alerts.model import Alarm, Change
 from alerts.risk import enterprise_colours
 from alerts.transitions import Transitions
@@ -174,7 +174,11 @@ class Service:
             self.metrics.alarm_events.labels(event.type).inc()
             if event.type == "raised":
                 self.metrics.alarms_raised.labels(alarm.level.label).inc()
-            self.hub.publish({"event": event.to_json(), "alarm": alarm.to_json()}, alarm.enterprise_id, alarm.level)
+            # a shelved alarm's changes are stored and streamed marked notify=false (nobody is
+            # paged); its shelving and unshelving themselves are news
+            notify = not suppressed(alarm) or event.type in ("shelved", "unshelved")
+            self.hub.publish({"event": event.to_json(), "alarm": alarm.to_json(), "notify": notify},
+                             alarm.enterprise_id, alarm.level, notify)
         self._refresh_open_gauge()
 
     def _refresh_open_gauge(self) -> None:

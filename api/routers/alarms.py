@@ -116,10 +116,13 @@ async def unshelve(alarm_id: int, body: ActionIn, svc: ServiceDep) -> dict[str, 
 @router.websocket("/stream")
 async def stream(
     websocket: WebSocket, svc: ServiceWsDep, enterprise_id: str | None = None, min_level: str | None = None,
+    include_shelved: bool = True,
 ) -> None:
-    """Push every alarm event as ``{"event": {...}, "alarm": {...}}``.
+    """Push every alarm event as ``{"event": {...}, "alarm": {...}, "notify": bool}``;
+    ``notify`` is false for changes of a shelved alarm (stored and shown, nobody paged).
 
-    Optional filters: ``enterprise_id``, ``min_level`` (blue|yellow|orange|red). A client
+    Optional filters: ``enterprise_id``, ``min_level`` (blue|yellow|orange|red),
+    ``include_shelved=false`` (only events that notify). A client
     too slow to keep up (10,000 queued events) is closed with code 1013 and should
     reconnect and re-read ``GET /api/v1/alarms?status=open``.
     """
@@ -129,7 +132,7 @@ async def stream(
         await websocket.close(code=1008, reason=str(exc)[:120])
         return
     await websocket.accept()
-    sub = svc.hub.subscribe(enterprise_id, lv)
+    sub = svc.hub.subscribe(enterprise_id, lv, include_shelved)
     receiver = asyncio.create_task(websocket.receive())
     try:
         while True:

@@ -29,3 +29,14 @@ async def test_slow_subscriber_is_disconnected_not_skipped() -> None:
     while not slow.queue.empty():
         items.append(slow.queue.get_nowait())
     assert items[-1] is None  # end-of-stream marker: the WebSocket closes with 1013
+
+
+async def test_changes_of_shelved_alarms_reach_only_subscribers_that_include_them() -> None:
+    hub = EventHub()
+    everything = hub.subscribe()
+    paging = hub.subscribe(include_shelved=False)
+    hub.publish({"n": 1}, "E1", Level.YELLOW, notify=False)  # a shelved alarm moved
+    hub.publish({"n": 2}, "E1", Level.YELLOW)
+    assert [everything.queue.get_nowait() for _ in range(2)] == [{"n": 1}, {"n": 2}]
+    assert paging.queue.get_nowait() == {"n": 2}
+    assert paging.queue.empty()
