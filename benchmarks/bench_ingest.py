@@ -36,7 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.batch import ReadingBatch
-from ingest.pipeline import Pipeline
+from ingest.pipeline import WRITE_SLICE, Pipeline
 from ingest.store.sqlite import SQLiteReadingStore
 from plantwatch.metrics import Metrics
 from plantwatch.registry import Enterprise, Registry, Sensor
@@ -95,6 +95,7 @@ class CountingStore:
 
     def __init__(self, inner: Any, target: int) -> None:
         self.inner = inner
+        self.write_slice_readings = getattr(inner, "write_slice_readings", WRITE_SLICE)
         self.target = target
         self.written = 0
         self.done_at = 0.0

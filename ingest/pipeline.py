@@ -147,6 +147,9 @@ class Pipeline:
         self._store_fail_streak = 0  # consecutive failed store writes (slows reconnects)
         #: evaluated readings queued for the store beyond which slices are written before the next intake
         self._pending_limit = 4 * settings.batch_max_readings
+        #: readings per write transaction: a store may ask for larger ones (one HTTP request per
+        #: slice costs a round trip, one SQLite transaction does not)
+        self._slice = int(getattr(store, "write_slice_readings", WRITE_SLICE))
         self.batch_errors = 0
         """Batches whose store write or alarm evaluation raised (also logged)."""
 
@@ -412,14 +415,15 @@ class Pipeline:
         chunks, w.pending, w.pending_n = w.pending, [], 0
         batch = ReadingBatch.concat([ch.batch for ch in chunks if ch.batch is not None])
         n = len(batch)
-        if n <= WRITE_SLICE:
+        size = self._slice
+        if n <= size:
             return _Job(chunks, batch, np.array([n], dtype=np.intp))
         batch = batch.take(np.lexsort((batch.ts_ms, batch.row)))
         bounds = np.flatnonzero(batch.row[1:] != batch.row[:-1]) + 1
         cuts: list[int] = []
         end = 0
         while end < n:
-            i = int(np.searchsorted(bounds, end + WRITE_SLICE))
+            i = int(np.searchsorted(bounds, end + size))
             end = int(bounds[i]) if i < len(bounds) else n
             cuts.append(end)
         return _Job(chunks, batch, np.asarray(cuts, dtype=np.intp))

@@ -370,6 +370,9 @@ def rows_from_aggregate(records: list[dict[str, Any]], window_ms: int) -> list[A
 class InfluxReadingStore:
     """:class:`ReadingStore` on InfluxDB with a durable outage spool (see the module docstring).
 
+    ``write_slice_readings``: the ingest pipeline writes this many readings per call (one HTTP
+    request each; SQLite's default is 2,048, which here would cost a round trip per 2,048).
+
     ``background=False`` runs no drainer thread: call :meth:`drain` yourself (tests,
     benchmarks). A direct write that takes longer than ``direct_timeout_ms`` counts as failed
     and the batch is spooled, so a slow server cannot stall the ingest for long; spooled
@@ -377,6 +380,8 @@ class InfluxReadingStore:
     unregistered sensors' readings (and their exact counts) in a small SQLite file, since
     InfluxDB cannot list them cheaply.
     """
+
+    write_slice_readings = 10_000
 
     def __init__(self, sink: LineSink, spool: Spool, *, bucket: str = "", query: FluxRunner | None = None,
                  builder: LineBuilder | None = None, unregistered: SQLiteReadingStore | None = None,
