@@ -18,7 +18,6 @@ connection per calling thread, so API queries never wait for a write to finish.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sqlite3
 import threading
 from collections.abc import Generator, Iterator, Sequence
@@ -36,14 +35,12 @@ from ingest.store.base import AggRow, ReadingRow, StoreError, UnregisteredSensor
 from plantwatch.domain import AlarmStatus, Level
 
 Synchronous = Literal["OFF", "NORMAL", "FULL"]
-log = logging.getLogger("plantwatch.store.sqlite")
 
 
 class _Db:
     """One SQLite file: a locked writer connection plus per-thread read-only connections."""
 
-    def __init__(self, path: Path, schema: str, synchronous: Synchronous, name: str,
-                 checkpoint_s: float = 0.0) -> None:
+    def __init__(self, path: Path, schema: str, synchronous: Synchronous, name: str) -> None:
         self.path = path
         self.name = name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,10 +53,8 @@ class _Db:
             w.execute("PRAGMA cache_size=-65536")  # KiB: 64 MiB page cache for the writer
             w.execute("PRAGMA temp_store=MEMORY")
             # each batch dirties ~one index page per sensor; checkpoint every ~40 MiB of WAL instead of
-            # every 4 MiB so those pages are copied to the database once per many batches. With a
-            # background checkpointer (checkpoint_s > 0) that mark is only a backstop: the copy
-            # (tens of ms per MiB-scale WAL) then runs on another thread, not inside a commit
-            w.execute(f"PRAGMA wal_autocheckpoint={50000 if checkpoint_s > 0 else 10000}")
+            # every 4 MiB so those pages are copied to the database once per many batches
+            w.execute("PRAGMA wal_autocheckpoint=10000")
             w.execute("PRAGMA journal_size_limit=67108864")
             w.executescript(schema)
         except sqlite3.Error as exc:
@@ -68,26 +63,6 @@ class _Db:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._closed = False
-        self._stop = threading.Event()
-        self._checkpointer: threading.Thread | None = None
-        if checkpoint_s > 0:
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(checkpoint_s,),
-                                                  name=f"{name}-checkpoint", daemon=True)
-            self._checkpointer.start()
-
-    def _checkpoint_loop(self, every_s: float) -> None:
-        """PASSIVE checkpoints on a connection of this thread: they never block the writer, and
-        sqlite3 releases the GIL while the pages are copied, so the event loop keeps running."""
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA busy_timeout=1000")
-            while not self._stop.wait(every_s):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:  # e.g. busy: the next round tries again
-                    log.debug("background checkpoint of %s: %s", self.path, exc)
-        finally:
-            conn.close()
 
     @contextmanager
     def transaction(self, op: str) -> Iterator[sqlite3.Connection]:
@@ -134,9 +109,6 @@ class _Db:
             raise StoreError(self.name, op, str(exc)) from None
 
     def close(self) -> None:
-        self._stop.set()
-        if self._checkpointer is not None:
-            self._checkpointer.join()
         with self.lock:
             if self._closed:
                 return
@@ -219,8 +191,8 @@ class SQLiteReadingStore:
     and of two different values with the same timestamp the first one is kept.
     """
 
-    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL", checkpoint_s: float = 0.5) -> None:
-        self._db = _Db(path, _READINGS_SCHEMA, synchronous, "sqlite", checkpoint_s)
+    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
+        self._db = _Db(path, _READINGS_SCHEMA, synchronous, "sqlite")
         self._by_key: dict[tuple[str, str], int] = {
             (e, s): i for i, e, s in self._db.writer.execute("SELECT id, enterprise_id, sensor_id FROM series")
         }

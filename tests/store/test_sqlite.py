@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -334,28 +333,3 @@ def test_early_stopped_query_does_not_pin_an_old_snapshot(rstore: SQLiteReadingS
     rstore.write_readings(grid_batch(1, 50, T0 + 50_000))
     assert len(rstore.query_readings("E1", "S-0000", T0, T0 + 10 * H, limit=10**6)) == 100
 
-
-def test_wal_is_checkpointed_by_the_background_thread_not_inside_commits(tmp_path: Path) -> None:
-    """The readings store copies WAL pages into the database on its own thread (PASSIVE
-    checkpoints), so a commit on the event loop never pays for a checkpoint: the database
-    file grows although no write reached the (backstop) autocheckpoint mark."""
-    path = tmp_path / "r.sqlite3"
-    off = SQLiteReadingStore(path.with_name("off.sqlite3"), checkpoint_s=0.0)
-    on = SQLiteReadingStore(path, checkpoint_s=0.01)
-    try:
-        for s in (off, on):
-            for k in range(5):
-                s.write_readings(grid_batch(200, 10, T0 + k * 10_000))
-        size0 = path.with_name("off.sqlite3").stat().st_size
-
-        def copied() -> bool:
-            return path.stat().st_size > 2 * size0  # far more than the schema pages alone
-        deadline = time.monotonic() + 10.0
-        while not copied() and time.monotonic() < deadline:
-            time.sleep(0.01)  # polling a real thread, bounded
-        assert copied()
-        assert path.with_name("off.sqlite3").stat().st_size == size0  # nothing checkpointed it
-        assert len(on.query_readings("E1", "S-0000", T0, T0 + 60_000, 1000)) == 50
-    finally:
-        on.close()
-        off.close()
