@@ -25,12 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerts.engine import AlarmEngine  # noqa: E402
-from alerts.evaluation import AlarmRecord, evaluate  # noqa: E402
-from alerts.transitions import Transitions  # noqa: E402
-from plantwatch.domain import Level  # noqa: E402
-from plantwatch.registry import Registry  # noqa: E402
-from simulators.scenario import Scenario, bundled_scenarios, generate_scenario, load_scenario  # noqa: E402
+from alerts.engine import AlarmEngine
+from alerts.evaluation import AlarmRecord, evaluate
+from alerts.transitions import Transitions
+from plantwatch.domain import Level
+from plantwatch.registry import Registry
+from simulators.scenario import Scenario, bundled_scenarios, generate_scenario, load_scenario
 
 START = 1_795_388_400_000  # Monday 2026-11-23 07:00 +08:00
 
