@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alerts.engine import AlarmEngine
@@ -31,22 +29,20 @@ from alerts.transitions import Transitions
 from plantwatch.domain import Level
 from plantwatch.registry import Registry
 from simulators.scenario import Scenario, bundled_scenarios, generate_scenario, load_scenario
+from simulators.testing import replay_through_engine
 
 START = 1_795_388_400_000  # Monday 2026-11-23 07:00 +08:00
 
 
 def run(sc: Scenario) -> tuple[list[AlarmRecord], list[Any], int, int]:
     """(alarm records, labels, sensors, span ms) of one scenario through the engine."""
-    reg = Registry()
-    reg.load(sc.registry())
-    eng = AlarmEngine(reg.sensors, reg.enterprises)
-    plant = sc.plant(START)
-    col_row = np.array([reg.row_of(s.enterprise_id, s.id) for s in plant.sensors], np.int32)
-    status = list(plant.status)
     open_: dict[tuple[int, int], list[Any]] = {}  # (row, rule) -> [start, peak]
     records: list[AlarmRecord] = []
+    regs: list[Registry] = []
 
-    def take(tr: Transitions) -> None:
+    def take(eng: AlarmEngine, reg: Registry, tr: Transitions) -> None:
+        if not regs:
+            regs.append(reg)
         for r, u, lv, t in zip(tr.row.tolist(), tr.rule.tolist(), tr.level.tolist(), tr.ts_ms.tolist(),
                                strict=True):
             key = (r, u)
@@ -60,20 +56,8 @@ def run(sc: Scenario) -> tuple[list[AlarmRecord], list[Any], int, int]:
                 records.append(AlarmRecord(s.enterprise_id, s.id, Level(ep[1]), ep[0], t, eng.rule_names[u]))
                 del open_[key]
 
-    eng.tick(START)
-    last = START
-    for blk in plant.blocks():
-        for k in range(len(blk.t_ms)):
-            t = int(blk.t_ms[k])
-            while status and status[0][0] <= t:
-                st, (ent, dev), online = status.pop(0)
-                take(eng.gateway_status(ent, dev, online, st))
-            due = blk.due[k]
-            if due.any():
-                rows = col_row[blk.cols[due]]
-                take(eng.evaluate(rows, np.full(len(rows), t, np.int64), blk.values[k, due], t))
-            take(eng.tick(t))
-            last = t
+    eng, last = replay_through_engine(sc, START, take)
+    reg = regs[0]
     for (r, u), (t0, peak) in open_.items():  # still raised at the end of the run
         s = reg.sensors[r]
         records.append(AlarmRecord(s.enterprise_id, s.id, Level(peak), t0, last, eng.rule_names[u]))

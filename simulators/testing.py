@@ -16,13 +16,21 @@ import json
 import math
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from plantwatch.domain import Level
 from simulators.labels import Label
 from simulators.publish import PublishStats, default_start_ms, run
 from simulators.scenario import Scenario
+
+if TYPE_CHECKING:
+    from alerts.engine import AlarmEngine
+    from alerts.transitions import Transitions
+    from plantwatch.registry import Registry
 
 
 def _get_json(url: str, timeout_s: float) -> Any:
@@ -171,3 +179,36 @@ def score(alarms: list[dict[str, Any]], labels: list[Label], *, use_time: bool =
                 out.missed.append(lab)
     out.unexplained = [a for a in alarms if int(a["id"]) not in explained]
     return out
+
+
+def replay_through_engine(scenario: Scenario, start_ms: int,
+                          take: Callable[[AlarmEngine, Registry, Transitions], None]) -> tuple[AlarmEngine, int]:
+    """Feed ``scenario`` (starting at ``start_ms``) through a fresh alarm engine built as the
+    service builds it (default rules, anomaly scorer on), without MQTT: readings tick by tick
+    with ``now_ms`` = the reading time, gateway last wills to ``gateway_status``, ``tick`` on
+    every simulator tick; every call's transitions go to ``take``. Returns the engine and
+    the last tick's time (epoch ms)."""
+    from alerts.engine import AlarmEngine
+    from plantwatch.registry import Registry
+
+    reg = Registry()
+    reg.load(scenario.registry())
+    eng = AlarmEngine(reg.sensors, reg.enterprises)
+    plant = scenario.plant(start_ms)
+    col_row = np.array([reg.row_of(s.enterprise_id, s.id) for s in plant.sensors], np.int32)
+    status = list(plant.status)
+    take(eng, reg, eng.tick(start_ms))
+    last = start_ms
+    for blk in plant.blocks():
+        for k in range(len(blk.t_ms)):
+            t = int(blk.t_ms[k])
+            while status and status[0][0] <= t:
+                st, (ent, dev), online = status.pop(0)
+                take(eng, reg, eng.gateway_status(ent, dev, online, st))
+            due = blk.due[k]
+            if due.any():
+                rows = col_row[blk.cols[due]]
+                take(eng, reg, eng.evaluate(rows, np.full(len(rows), t, np.int64), blk.values[k, due], t))
+            take(eng, reg, eng.tick(t))
+            last = t
+    return eng, last

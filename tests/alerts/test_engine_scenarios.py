@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pytest
 
 from alerts.engine import AlarmEngine
+from alerts.transitions import Transitions
 from plantwatch.domain import Level
 from plantwatch.registry import Registry
 from simulators.labels import Label
 from simulators.scenario import bundled_scenarios, generate_scenario, load_scenario
+from simulators.testing import replay_through_engine
 
 MONDAY_0700 = 1_795_388_400_000  # Monday 2026-11-23 07:00 +08:00 (the scenarios' reference start)
 SLACK_MS = 120_000  # as simulators.testing.score
@@ -38,36 +39,19 @@ def run(name: str) -> Run:
         sc = generate_scenario(int(name.split("-")[1]), plants=3, duration_s=6 * 3600.0)
     else:
         sc = load_scenario(bundled_scenarios()[name])
-    reg = Registry()
-    reg.load(sc.registry())
-    eng = AlarmEngine(reg.sensors, reg.enterprises)  # as the service builds it (anomaly on)
-    plant = sc.plant(MONDAY_0700)
-    out = Run(eng, reg, sc.labels(MONDAY_0700))
-    col_row = np.array([reg.row_of(s.enterprise_id, s.id) for s in plant.sensors], np.int32)
-    status = list(plant.status)
+    episodes: dict[tuple[str, str], list[tuple[int, str, Level]]] = {}
+    holder: list[Registry] = []
 
-    def record(tr: object) -> None:
-        from alerts.transitions import Transitions
-        assert isinstance(tr, Transitions)
+    def record(eng: AlarmEngine, reg: Registry, tr: Transitions) -> None:
+        if not holder:
+            holder.append(reg)
         for r, u, lv, t in zip(tr.row, tr.rule, tr.level, tr.ts_ms, strict=True):
             s = reg.sensors[int(r)]
-            out.episodes.setdefault((s.enterprise_id, s.id), []).append(
+            episodes.setdefault((s.enterprise_id, s.id), []).append(
                 (int(t), eng.rule_names[int(u)], Level(int(lv))))
 
-    eng.tick(MONDAY_0700)
-    for blk in plant.blocks():
-        for k in range(len(blk.t_ms)):
-            t = int(blk.t_ms[k])
-            while status and status[0][0] <= t:
-                st, (ent, dev), online = status.pop(0)
-                record(eng.gateway_status(ent, dev, online, st))
-            due = blk.due[k]
-            if due.any():
-                rows = col_row[blk.cols[due]]
-                vals = blk.values[k, due]
-                record(eng.evaluate(rows, np.full(len(rows), t, np.int64), vals, t))
-            record(eng.tick(t))
-    return out
+    eng, _ = replay_through_engine(sc, MONDAY_0700, record)
+    return Run(eng, holder[0], sc.labels(MONDAY_0700), episodes)
 
 
 def caught(r: Run, lab: Label) -> Level:
