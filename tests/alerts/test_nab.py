@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,19 @@ from alerts.nab import (
     scaled_sigmoid,
 )
 
-NAB = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "nab"
+
+def _nab_dir() -> Path:
+    """The NAB corpus beside the checkout (../shared/benchmarks/nab), or PLANTWATCH_NAB_DIR, or
+    this workplace's shared folder (a clone elsewhere, e.g. under /tmp, still finds it)."""
+    env = os.environ.get("PLANTWATCH_NAB_DIR")
+    beside = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "nab"
+    for p in ([Path(env)] if env else []) + [beside, Path("/work/shared/benchmarks/nab")]:
+        if (p / "labels" / "combined_windows.json").exists():
+            return p
+    return beside
+
+
+NAB = _nab_dir()
 STD = Profile("standard", 1.0, 0.11, 1.0)
 
 
