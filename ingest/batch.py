@@ -113,11 +113,7 @@ class BatchBuilder:
 
     def add(self, enterprise_id: str, device_id: str, sensor_id: str, ts_ms: int, value: float,
             ts_source: int, received_ms: int) -> None:
-        sp = self._spans
-        if sp and sp[-1][0] == enterprise_id:
-            sp[-1][1] += 1
-        else:
-            sp.append([enterprise_id, 1])
+        self._span(enterprise_id, 1)
         self._ent.append(enterprise_id)
         self._dev.append(device_id)
         self._sensor.append(sensor_id)
@@ -130,11 +126,7 @@ class BatchBuilder:
                  values: list[float], sources: list[int], received_ms: int) -> None:
         """Append the readings of one message (same enterprise, device, receive time)."""
         n = len(ts)
-        sp = self._spans
-        if sp and sp[-1][0] == enterprise_id:
-            sp[-1][1] += n
-        else:
-            sp.append([enterprise_id, n])
+        self._span(enterprise_id, n)
         self._ent.extend([enterprise_id] * n)
         self._dev.extend([device_id] * n)
         self._sensor.extend(sensors)
@@ -142,6 +134,13 @@ class BatchBuilder:
         self._val.extend(values)
         self._src.extend(sources)
         self._recv.extend([received_ms] * n)
+
+    def _span(self, enterprise_id: str, n: int) -> None:
+        sp = self._spans
+        if sp and sp[-1][0] == enterprise_id:
+            sp[-1][1] += n
+        else:
+            sp.append([enterprise_id, n])
 
     def rows(self, registry: Registry) -> list[int]:
         """Registry rows of the readings added so far (-1 = unregistered), looked up per

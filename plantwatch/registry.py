@@ -126,20 +126,23 @@ class Registry:
         self._lock = threading.RLock()
         self.enterprises: dict[str, Enterprise] = {}
         self.sensors: list[Sensor] = []  # indexed by row
-        self._by_key: dict[tuple[str, str], int] = {}
-        self._by_ent: dict[str, dict[str, int]] = {}  # enterprise -> sensor id -> row (batch lookups)
+        self._by_ent: dict[str, dict[str, int]] = {}  # enterprise -> sensor id -> row
         self.version = 0
 
     # -- loading ---------------------------------------------------------------------
+    @staticmethod
+    def read_toml(path: Path) -> dict[str, Any]:
+        """The parsed TOML file (its ``[[enterprise]]``/``[[sensor]]`` tables go to :meth:`load`)."""
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RegistryError(str(path), f"cannot read registry: {exc}") from None
+
     @classmethod
     def from_toml(cls, path: Path) -> Registry:
         """Load ``[[enterprise]]`` and ``[[sensor]]`` tables from a TOML file."""
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise RegistryError(str(path), f"cannot read registry: {exc}") from None
         reg = cls()
-        reg.load(data, where=str(path))
+        reg.load(cls.read_toml(path), where=str(path))
         return reg
 
     def load(self, data: Mapping[str, Any], where: str = "config", *, keep_status: bool = False) -> None:
@@ -185,7 +188,6 @@ class Registry:
         with self._lock:
             self.enterprises = dict(other.enterprises)
             self.sensors = list(other.sensors)
-            self._by_key = dict(other._by_key)
             self._by_ent = {e: dict(m) for e, m in other._by_ent.items()}
             self.version += 1
 
@@ -221,12 +223,12 @@ class Registry:
     def upsert_sensor(self, sensor: Sensor) -> Sensor:
         """Insert or replace a sensor, keeping its row if it already exists."""
         with self._lock:
-            row = self._by_key.get(sensor.key)
+            ids = self._by_ent.setdefault(sensor.enterprise_id, {})
+            row = ids.get(sensor.id)
             if row is None:
                 row = len(self.sensors)
                 self.sensors.append(sensor)
-                self._by_key[sensor.key] = row
-                self._by_ent.setdefault(sensor.enterprise_id, {})[sensor.id] = row
+                ids[sensor.id] = row
             else:
                 self.sensors[row] = sensor
             sensor.row = row
@@ -258,7 +260,7 @@ class Registry:
 
     # -- lookup ----------------------------------------------------------------------
     def row_of(self, enterprise_id: str, sensor_id: str) -> int:
-        return self._by_key.get((enterprise_id, sensor_id), -1)
+        return self._by_ent.get(enterprise_id, _EMPTY).get(sensor_id, -1)
 
     def rows_in(self, enterprise_id: str, sensor_ids: Iterable[str]) -> list[int]:
         """Rows of sensors of one enterprise (-1 for unregistered); one C-level map, no tuples."""
@@ -266,8 +268,8 @@ class Registry:
 
     def rows_for(self, enterprise_ids: Iterable[str], sensor_ids: Iterable[str]) -> list[int]:
         """Rows for parallel sequences of ids (-1 for unregistered)."""
-        get = self._by_key.get
-        return [get(k, -1) for k in zip(enterprise_ids, sensor_ids, strict=True)]
+        by_ent = self._by_ent
+        return [by_ent.get(e, _EMPTY).get(s, -1) for e, s in zip(enterprise_ids, sensor_ids, strict=True)]
 
     def sensor(self, enterprise_id: str, sensor_id: str) -> Sensor | None:
         row = self.row_of(enterprise_id, sensor_id)

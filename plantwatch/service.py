@@ -56,8 +56,7 @@ def load_registry(settings: Settings, saved: bytes | None = None, seed: Registry
     if seed is not None and (seed.sensors or seed.enterprises):
         reg.load(seed.to_mapping(), where="registry", keep_status=saved is not None)
     if settings.config is not None:
-        reg.load(Registry.from_toml(settings.config).to_mapping(), where=str(settings.config),
-                 keep_status=saved is not None)
+        reg.load(Registry.read_toml(settings.config), where=str(settings.config), keep_status=saved is not None)
     return reg
 
 
@@ -114,10 +113,10 @@ class Service:
     def update_enterprise(self, enterprise_id: str, patch: dict[str, Any]) -> Enterprise:
         """Change fields of a registered enterprise (``KeyError`` if unknown) and save the registry."""
         e = self.registry.enterprises[enterprise_id]
+        # a null name/region/status keeps the old value; a null capacity clears it
         raw = {"id": e.id, "name": e.name, "region": e.region, "production_status": str(e.production_status),
-               "capacity_kw": e.capacity_kw, **{k: v for k, v in patch.items() if v is not None}}
-        if "capacity_kw" in patch and patch["capacity_kw"] is None:
-            raw["capacity_kw"] = None
+               "capacity_kw": e.capacity_kw,
+               **{k: v for k, v in patch.items() if v is not None or k == "capacity_kw"}}
         (updated,) = self.registry.add_enterprises([raw], where="body")
         self._save_registry()
         return updated
