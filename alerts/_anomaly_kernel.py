@@ -5,9 +5,9 @@ test oracle: about 150 whole-array operations per call, each a gather or scatter
 call's rows, which costs ~1 us per sample at a thousand rows a call. This kernel walks the
 rows once and keeps a row's state in registers (the same state arrays, the same formulas in
 the same order): measured ~0.2 us per sample in cache and ~0.3 us at 100k sensors in random
-order (memory-bound), where the numpy path took ~1 us and ~0.45 us (docs/benchmarks.md). Results equal the numpy path to rounding
-(sums over the ring are taken in another order); ``tests/alerts/test_anomaly.py`` compares
-the two on random streams.
+order (memory-bound), where the numpy path took ~1 us and ~0.45 us (docs/benchmarks.md).
+Results equal the numpy path to rounding (sums over the ring are taken in another order);
+``tests/alerts/test_anomaly.py`` compares the two on random streams.
 """
 
 from __future__ import annotations
