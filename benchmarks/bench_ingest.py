@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest.batch import ReadingBatch
 from ingest.pipeline import WRITE_SLICE, Pipeline
 from ingest.store.sqlite import SQLiteReadingStore
+from ingest.store.writer import WriterProcess
 from plantwatch.metrics import Metrics
 from plantwatch.registry import Enterprise, Registry, Sensor
 from plantwatch.settings import Settings
@@ -107,6 +108,44 @@ class CountingStore:
         if self.written >= self.target and not self.done_at:
             self.done_at = time.perf_counter()
             self.done.set()
+
+
+class CountingWriter:
+    """Wraps the writer process (``--writer process``); sets ``done`` once ``target`` readings
+    are reported committed by the child (the pipeline acks their messages in the same callback)."""
+
+    def __init__(self, inner: Any, target: int) -> None:
+        self.inner = inner
+        self.target = target
+        self.written = 0
+        self.done_at = 0.0
+        self.done = asyncio.Event()
+
+    @property
+    def inflight(self) -> int:
+        return int(self.inner.inflight)
+
+    def submit(self, batch: ReadingBatch | None, done: Any) -> None:
+        n = len(batch) if batch is not None else 0
+
+        def counted(err: BaseException | None, seconds: float) -> None:
+            done(err, seconds)
+            if err is None:
+                self.written += n
+                if self.written >= self.target and not self.done_at:
+                    self.done_at = time.perf_counter()
+                    self.done.set()
+
+        self.inner.submit(batch, counted)
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def start_and_wait(self) -> None:
+        self.inner.start(wait_s=30.0)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        self.inner.close(timeout_s)
 
 
 def create_session(broker: Broker, client_id: str) -> None:
@@ -184,6 +223,7 @@ SINK = "null"
 #: the full rule set and rate alarms flap (a worst case for the engine)
 VALUES = "quiet"
 STORE = "sqlite"  # or "influx": InfluxReadingStore -> a real victoria-metrics on loopback
+WRITER = "process"  # SQLite writes in the writer process (the service's default), or "inline" on the loop
 
 
 def drain_pipeline(broker: Broker, client_id: str, n_readings: int, data_dir: Path) -> float:
@@ -197,17 +237,24 @@ def drain_pipeline(broker: Broker, client_id: str, n_readings: int, data_dir: Pa
     else:
         inner = SQLiteReadingStore(data_dir / f"{client_id}.sqlite3")
     store = CountingStore(inner, n_readings)
+    writer: CountingWriter | None = None
+    if WRITER == "process" and STORE == "sqlite":
+        writer = CountingWriter(WriterProcess(data_dir / f"{client_id}.sqlite3"), n_readings)
+    done: Any = writer if writer is not None else store
     settings = Settings(mqtt_url=broker.url, mqtt_client_id=client_id, max_past_age_s=30 * 86400.0)
-    pipe = Pipeline(settings, reg, store, make_sink(reg, SINK), Metrics())
+    pipe = Pipeline(settings, reg, store, make_sink(reg, SINK), Metrics(), writer=writer)
 
     async def main() -> float:
+        if writer is not None:  # the service starts its writer child long before load arrives
+            writer.start_and_wait()
         t0 = time.perf_counter()
         task = asyncio.create_task(pipe.run())
-        await store.done.wait()
+        await done.done.wait()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        return store.done_at - t0
+        pipe.close()
+        return float(done.done_at - t0)
 
     try:
         return asyncio.run(main())
@@ -283,17 +330,23 @@ def main() -> None:
     ap.add_argument("--sink", choices=("null", "engine"), default="null",
                     help="alarm sink: nothing, or alerts.engine.AlarmEngine.evaluate")
     ap.add_argument("--skip-mqtt", action="store_true")
+    ap.add_argument("--skip-process", action="store_true", help="no process()-only runs")
+    ap.add_argument("--skip-single", action="store_true", help="only the 100-reading messages")
     ap.add_argument("--store", choices=("sqlite", "influx"), default="sqlite",
                     help="pipeline's reading store in the MQTT runs (influx: a local victoria-metrics)")
+    ap.add_argument("--writer", choices=("process", "inline"), default="process",
+                    help="SQLite writes in a child process (the service's default) or on the event loop")
     ap.add_argument("--values", choices=("quiet", "elevated"), default="quiet",
                     help="reading values: quiet plant (default) or every reading near a threshold")
     args = ap.parse_args()
-    global SINK, STORE, VALUES
-    SINK, STORE, VALUES = args.sink, args.store, args.values
-    print(f"sink={SINK} store={STORE} values={VALUES}")
+    global SINK, STORE, VALUES, WRITER
+    SINK, STORE, VALUES, WRITER = args.sink, args.store, args.values, args.writer
+    print(f"sink={SINK} store={STORE} values={VALUES} writer={WRITER}")
     med = statistics.median
-    print("process() only (no MQTT), readings/s:")
-    for per_msg, n in ((1, args.single_msgs), (100, args.batch_msgs)):
+    shapes = ((100, args.batch_msgs),) if args.skip_single else ((1, args.single_msgs), (100, args.batch_msgs))
+    if not args.skip_process:
+        print("process() only (no MQTT), readings/s:")
+    for per_msg, n in shapes if not args.skip_process else ():
         for kind in ("null", "sqlite"):
             r = bench_process(per_msg, n, args.runs, kind)
             print(f"  {per_msg:>3}/msg store={kind:6s} median {med(r):12,.0f}  runs {[round(x) for x in r]}")
@@ -301,7 +354,7 @@ def main() -> None:
         return
     print("end to end through Mosquitto (QoS 1, pre-loaded persistent session), readings/s:")
     summary = []
-    for per_msg, n in ((1, args.single_msgs), (100, args.batch_msgs)):
+    for per_msg, n in shapes:
         res = bench_mqtt(per_msg, n, args.runs)
         p, q = med(res["paho"]), med(res["pipeline"])
         summary.append(f"  {per_msg:>3}/msg: bare paho {p:12,.0f}  pipeline {q:12,.0f}  ratio {q / p:.2f}")

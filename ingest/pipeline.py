@@ -18,9 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,10 @@ IDLE_CLOSE_MS = 1.0
 WRITE_SLICE = 2048
 """Readings per store transaction while the loop interleaves writes with intake (at ~1 M
 readings/s into SQLite, about 2 ms: the longest an arriving message waits for a write)."""
+OFFLOAD_JOB_READINGS = 10_000
+"""Readings per job handed to the writer process: an intake is decoded, evaluated and handed
+over in steps this size, so acks return to the broker (whose QoS 1 in-flight window limits
+what it sends) while the rest of the intake is still being decoded."""
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 
@@ -48,6 +52,19 @@ class ReadingSink(Protocol):
     """The part of a reading store the pipeline needs (``ingest.store.base.ReadingStore``)."""
 
     def write_readings(self, batch: ReadingBatch) -> None: ...
+
+
+class OffloadWriter(Protocol):
+    """A store writer in another process (``ingest.store.writer.WriterProcess``)."""
+
+    inflight: int
+    """Readings submitted and not yet reported stored or failed."""
+
+    def start(self) -> None: ...
+
+    def submit(self, batch: ReadingBatch | None, done: Callable[[BaseException | None, float], None]) -> None: ...
+
+    def close(self, timeout_s: float = 60.0) -> None: ...
 
 
 class AlarmSink(Protocol):
@@ -91,6 +108,10 @@ class _Writes:
     pending: list[_Chunk] = field(default_factory=list)
     pending_n: int = 0
     failed: bool = False
+    inflight_jobs: int = 0
+    """Offloaded mode: jobs handed to the writer process and not reported yet."""
+    live: bool = False
+    """Offloaded mode: the session is up (acks of reported jobs are sent)."""
 
     def __bool__(self) -> bool:
         return self.job is not None or bool(self.pending)
@@ -131,8 +152,11 @@ class Pipeline:
     """Ingest pipeline; one per service. ``connected`` is True while the MQTT session is up."""
 
     def __init__(self, settings: Settings, registry: Registry, store: ReadingSink, sink: AlarmSink,
-                 metrics: Metrics, clock: Callable[[], int] = wall_ms) -> None:
+                 metrics: Metrics, clock: Callable[[], int] = wall_ms, *, writer: OffloadWriter | None = None) -> None:
         self.settings = settings
+        self.writer = writer
+        """When set, ``run`` hands the readings to this writer process instead of writing ``store``
+        on the event loop (``process`` always writes ``store`` itself)."""
         self.registry = registry
         self.store = store
         self.sink = sink
@@ -147,6 +171,10 @@ class Pipeline:
         self._store_fail_streak = 0  # consecutive failed store writes (slows reconnects)
         #: evaluated readings queued for the store beyond which slices are written before the next intake
         self._pending_limit = 4 * settings.batch_max_readings
+        #: offloaded mode: readings handed to the writer process and unreported beyond which no intake is taken
+        self._inflight_limit = 4 * settings.batch_max_readings
+        #: offloaded mode: readings per job handed to the writer (acks flow back in steps this small)
+        self._job_readings = min(OFFLOAD_JOB_READINGS, settings.batch_max_readings)
         #: readings per write transaction: a store may ask for larger ones (one HTTP request per
         #: slice costs a round trip, one SQLite transaction does not)
         self._slice = int(getattr(store, "write_slice_readings", WRITE_SLICE))
@@ -185,12 +213,18 @@ class Pipeline:
 
     def _prepare(self, msgs: Sequence[tuple[str, bytes, int]], mids: list[int] | None) -> list[_Chunk]:
         """Decode messages into chunks of at most ``batch_max_readings`` readings."""
-        chunks: list[_Chunk] = []
+        return list(self._chunks(msgs, mids, self._max_readings))
+
+    def _chunks(self, msgs: Sequence[tuple[str, bytes, int]], mids: list[int] | None,
+                max_n: int) -> Iterator[_Chunk]:
+        """Decode messages lazily into chunks of about ``max_n`` readings (a chunk closes after
+        the message that reaches ``max_n``); at least one chunk, even for no readings."""
         builder = BatchBuilder()
         statuses: list[GatewayStatus] = []
         pending: list[int] = []
         decode = self.decoder.decode
-        max_n = self._max_readings
+        self.metrics.ingest_messages.inc(len(msgs))
+        emitted = False
         for i, (topic, payload, received_ms) in enumerate(msgs):
             try:
                 out = decode(topic, payload, received_ms, builder)
@@ -206,12 +240,11 @@ class Pipeline:
             if mids is not None:
                 pending.append(mids[i])
             if len(builder) >= max_n:
-                chunks.append(_Chunk(self._build(builder), statuses, pending))
+                yield _Chunk(self._build(builder), statuses, pending)
+                emitted = True
                 builder, statuses, pending = BatchBuilder(), [], []
-        self.metrics.ingest_messages.inc(len(msgs))
-        if len(builder) or statuses or pending or not chunks:
-            chunks.append(_Chunk(self._build(builder), statuses, pending))
-        return chunks
+        if len(builder) or statuses or pending or not emitted:
+            yield _Chunk(self._build(builder), statuses, pending)
 
     def _build(self, builder: BatchBuilder) -> ReadingBatch | None:
         """The columnar batch with registry rows (None when the builder is empty)."""
@@ -251,11 +284,13 @@ class Pipeline:
             return exc
         return None
 
-    def _stored(self, n: int, err: BaseException | None, seconds: float) -> bool:
-        """Count and log the outcome of storing ``n`` readings in ``seconds`` of writes."""
+    def _stored(self, n: int, err: BaseException | None, seconds: float | None, *, quiet: bool = False) -> bool:
+        """Count and log the outcome of storing ``n`` readings in ``seconds`` of writes (None: not
+        timed here, e.g. a job merged into another's transaction by the writer process)."""
         if not n:
             return True
-        self.metrics.batch_seconds.observe(seconds)
+        if seconds is not None:
+            self.metrics.batch_seconds.observe(seconds)
         if err is None:
             self._store_fail_streak = 0
             self.metrics.store_written.inc(n)
@@ -264,8 +299,9 @@ class Pipeline:
         self.batch_errors += 1
         self._store_errors.inc()
         self.metrics.store_failed.inc(n)
-        log.error("store write of %d readings failed (%s: %s); messages left unacked",
-                  n, type(err).__name__, err)
+        if not quiet:
+                log.error("store write of %d readings failed (%s: %s); messages left unacked",
+                      n, type(err).__name__, err)
         return False
 
     def _reject(self, rejections: Sequence[Rejection]) -> None:
@@ -281,6 +317,8 @@ class Pipeline:
         filters = self.decoder.topics.filters(s.enterprises or None)
         backoff = BACKOFF_MIN_S
         errors: tuple[type[Exception], ...] = (*MQTT_ERRORS, _Redeliver)
+        if self.writer is not None:
+            self.writer.start()
         while True:
             intake = Intake(s.queue_max_messages, self.clock)
             try:
@@ -289,7 +327,10 @@ class Pipeline:
                     backoff = BACKOFF_MIN_S
                     log.info("ingest connected to %s as %s (QoS %d), subscribed %s",
                              s.mqtt_url, s.mqtt_client_id, s.mqtt_qos, ", ".join(filters))
-                    await self._consume(source, intake)
+                    if self.writer is not None:
+                        await self._consume_offloaded(source, intake, self.writer)
+                    else:
+                        await self._consume(source, intake)
             except errors as exc:
                 log.warning("MQTT session ended (%s: %s); reconnecting in %.1f s", type(exc).__name__, exc, backoff)
             except Exception:  # a bug must not end ingest for good
@@ -307,8 +348,18 @@ class Pipeline:
         with contextlib.suppress(Exception):
             msgs, _mids, dropped, _dq1 = intake.take()
             self._overload(dropped)
-            if msgs:
+            if not msgs:
+                return
+            if self.writer is None:
                 self._process(msgs, None, None)
+                return
+            w = _Writes()
+            for ch in self._prepare(msgs, None):
+                self._evaluate(ch)
+                if ch.batch is not None:
+                    w.pending.append(ch)
+            if w.pending:
+                self._submit(w, self.writer, lambda _mids: None, asyncio.Event(), asyncio.Event())
 
     def _overload(self, dropped: int) -> None:
         if dropped:
@@ -350,20 +401,7 @@ class Pipeline:
                         disc.result()  # raises the MqttError
                         return
                 await self._linger(intake, disc)
-                msgs, mids, dropped, dropped_qos1 = intake.take()
-                self.metrics.queue_depth.set(len(msgs))
-                self._overload(dropped)
-                for ch in self._prepare(msgs, mids):
-                    self._evaluate(ch)
-                    if ch.batch is None:
-                        if w.job is None and not w.pending:
-                            if ch.mids:  # nothing stored ahead of it: ack now
-                                source.ack(ch.mids)
-                        else:  # acks stay in order behind the readings queued before
-                            w.pending.append(ch)
-                        continue
-                    w.pending.append(ch)
-                    w.pending_n += len(ch.batch)
+                dropped_qos1 = self._intake(intake, w, source.ack)
                 while w.pending_n > self._pending_limit:  # backpressure: the store is behind
                     self._write_slice(w, source.ack)
                 if dropped_qos1:
@@ -378,6 +416,118 @@ class Pipeline:
                 with contextlib.suppress(_Redeliver):
                     while w:
                         self._write_slice(w, source.ack)
+
+    def _intake(self, intake: Intake, w: _Writes, ack: Callable[[list[int]], None]) -> int:
+        """Take the intake, decode and evaluate it, queue its chunks in ``w.pending``; returns
+        the number of QoS 1 messages the intake dropped."""
+        msgs, mids, dropped_qos1 = self._take(intake)
+        for ch in self._prepare(msgs, mids):
+            self._queue(ch, w, ack)
+        return dropped_qos1
+
+    def _take(self, intake: Intake) -> tuple[list[tuple[str, bytes, int]], list[int], int]:
+        msgs, mids, dropped, dropped_qos1 = intake.take()
+        self.metrics.queue_depth.set(len(msgs))
+        self._overload(dropped)
+        return msgs, mids, dropped_qos1
+
+    def _queue(self, ch: _Chunk, w: _Writes, ack: Callable[[list[int]], None]) -> None:
+        """Evaluate a chunk and queue it for the store (a chunk without readings whose messages
+        have nothing queued ahead is acked at once)."""
+        self._evaluate(ch)
+        if ch.batch is None:
+            if w.job is None and not w.pending and not w.inflight_jobs:
+                if ch.mids:  # nothing stored ahead of it: ack now
+                    ack(ch.mids)
+            else:  # acks stay in order behind the readings queued before
+                w.pending.append(ch)
+            return
+        w.pending.append(ch)
+        w.pending_n += len(ch.batch)
+
+    async def _consume_offloaded(self, source: MqttSource, intake: Intake, writer: OffloadWriter) -> None:
+        """``_consume`` with the store writes in ``writer``'s process.
+
+        After every intake the evaluated chunks go to the writer as one job (never waiting for
+        the database); a job's messages are acked when the writer reports it committed, in
+        order. While more than ``_inflight_limit`` readings are unreported, no intake is taken:
+        the intake fills, the socket reader pauses, and back-pressure reaches TCP and the
+        broker. A failed job (or a writer that died) ends the session so the broker
+        redelivers every unacked message.
+        """
+        disc = asyncio.ensure_future(source.disconnected())
+        w = _Writes(live=True)
+        progress = asyncio.Event()
+        failed = asyncio.Event()
+        failed_wait = asyncio.ensure_future(failed.wait())
+
+        async def wait_for(*futs: asyncio.Future[Any]) -> None:
+            await asyncio.wait((disc, failed_wait, *futs), return_when=asyncio.FIRST_COMPLETED)
+            for f in futs:
+                if not f.done():
+                    f.cancel()
+
+        try:
+            while True:
+                if not len(intake):
+                    await wait_for(asyncio.ensure_future(intake.arrived.wait()))
+                if w.failed:
+                    raise _Redeliver("a batch failed to store; reconnecting so the broker redelivers it")
+                if disc.done():
+                    disc.result()  # raises the MqttError
+                    return
+                await self._linger(intake, disc)
+                msgs, mids, dropped_qos1 = self._take(intake)
+                for ch in self._chunks(msgs, mids, self._job_readings):
+                    self._queue(ch, w, source.ack)
+                    if w.pending:
+                        self._submit(w, writer, source.ack, progress, failed)
+                    # let the pipe, the acks (the broker's in-flight window) and the socket move
+                    await asyncio.sleep(0)
+                    while writer.inflight > self._inflight_limit and not w.failed and not disc.done():
+                        progress.clear()
+                        await wait_for(asyncio.ensure_future(progress.wait()))
+                if dropped_qos1:
+                    raise _Redeliver(f"{dropped_qos1} QoS 1 messages dropped on overload; reconnecting for redelivery")
+        finally:
+            disc.cancel()
+            failed_wait.cancel()
+            if w.pending and not w.failed:  # the writer stores them (QoS 0 readings are not lost)
+                self._submit(w, writer, source.ack, progress, failed)
+            w.live = False  # acks of jobs reported after this are moot: the broker resends them
+
+    def _submit(self, w: _Writes, writer: OffloadWriter, ack: Callable[[list[int]], None],
+                progress: asyncio.Event, failed: asyncio.Event) -> None:
+        """Hand the pending chunks to ``writer`` as one job; its messages are acked on success."""
+        chunks, w.pending, w.pending_n = w.pending, [], 0
+        batches = [ch.batch for ch in chunks if ch.batch is not None]
+        batch = ReadingBatch.concat(batches) if batches else None
+        n = len(batch) if batch is not None else 0
+        w.inflight_jobs += 1
+
+        def done(err: BaseException | None, seconds: float) -> None:
+            w.inflight_jobs -= 1
+            first_failure = err is not None and not w.failed
+            if err is not None:
+                w.failed = True
+                failed.set()
+            if err is None or first_failure:
+                self._stored(n, err, seconds or None)
+            else:  # the session is already failing: count, log once (above)
+                self._stored(n, err, None, quiet=True)
+            if err is None and w.live and not w.failed:
+                with contextlib.suppress(*MQTT_ERRORS):
+                    for ch in chunks:
+                        if ch.mids:
+                            ack(ch.mids)
+            progress.set()
+
+        writer.submit(batch, done)
+
+    def close(self) -> None:
+        """Let the writer process (if any) commit what it was handed, then stop it (blocking)."""
+        if self.writer is not None:
+            self.writer.close()
 
     def _write_slice(self, w: _Writes, ack: Callable[[list[int]], None]) -> None:
         """Write the next slice of the current job (starting one from the pending chunks);
@@ -448,4 +598,4 @@ class Pipeline:
             n_prev = n
             await asyncio.sleep(min(pause, max_age - age))
 
-__all__ = ["AlarmSink", "Pipeline", "ReadingSink"]
+__all__ = ["AlarmSink", "OffloadWriter", "Pipeline", "ReadingSink"]

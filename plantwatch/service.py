@@ -24,6 +24,7 @@ from alerts.transitions import Transitions
 from ingest.batch import ReadingBatch
 from ingest.pipeline import Pipeline
 from ingest.store import open_stores
+from ingest.store.writer import WriterProcess
 from plantwatch.clock import Clock, wall_ms
 from plantwatch.domain import ALARM_LEVELS, AlarmStatus, Level
 from plantwatch.hub import EventHub
@@ -91,7 +92,10 @@ class Service:
         )
         self.book.load(self.alarms.load_open_alarms())
         self.hub = EventHub()
-        self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock)
+        writer = None
+        if settings.store == "sqlite" and settings.store_writer == "process":
+            writer = WriterProcess(settings.data_dir / "readings.sqlite3")
+        self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock, writer=writer)
         self._tasks: list[asyncio.Task[None]] = []
         self.started_ms = clock()
         self._last_compact_ms = self.started_ms
@@ -301,8 +305,11 @@ class Service:
         try:
             self.snapshot_engine()
         finally:
-            self.readings.close()
-            self.alarms.close()
+            try:
+                self.pipeline.close()  # the writer process commits what it was handed
+            finally:
+                self.readings.close()
+                self.alarms.close()
 
     def health(self) -> dict[str, Any]:
         return {

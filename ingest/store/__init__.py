@@ -7,6 +7,7 @@ go to SQLite or to InfluxDB (with the durable outage spool), alarms always to SQ
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from alerts.model import Alarm, AlarmEvent, Change
 from ingest.store.base import (
@@ -20,14 +21,26 @@ from ingest.store.base import (
     StoreUnavailable,
     UnregisteredSensor,
 )
-from ingest.store.influx import InfluxReadingStore, open_influx
 from ingest.store.sqlite import SQLiteAlarmStore, SQLiteReadingStore, open_sqlite
 from plantwatch.domain import AlarmStatus, Level
-from plantwatch.metrics import Metrics
-from plantwatch.registry import Registry
-from plantwatch.settings import Settings
+
+if TYPE_CHECKING:  # annotations only: the writer process imports this package and should start fast
+    from ingest.store.influx import InfluxReadingStore
+    from plantwatch.metrics import Metrics
+    from plantwatch.registry import Registry
+    from plantwatch.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    """The InfluxDB backend is imported on first use: influxdb-client takes ~0.4 s to import,
+    which the SQLite writer process (``ingest.store.writer``) should not pay at start."""
+    if name == "InfluxReadingStore":
+        from ingest.store import influx
+
+        return getattr(influx, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 class MirroredAlarmStore:
     """SQLite alarm store that also appends every saved event to InfluxDB (``alarm_event``).
@@ -86,6 +99,8 @@ def open_stores(settings: Settings, registry: Registry | None = None, *,
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     if settings.store == "influx":
+        from ingest.store.influx import open_influx
+
         alarms = SQLiteAlarmStore(data_dir / "alarms.sqlite3")
         influx = open_influx(settings.influx_url, settings.influx_token, settings.influx_org, settings.influx_bucket,
                              data_dir, registry=registry, buffer_max_bytes=settings.buffer_max_bytes, metrics=metrics)

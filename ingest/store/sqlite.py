@@ -217,9 +217,14 @@ class SQLiteReadingStore:
                 key = (ent[i], sen[i])
                 sid = by_key.get(key)
                 if sid is None:
-                    cur = conn.execute("INSERT INTO series (enterprise_id, sensor_id, device_id) VALUES (?, ?, ?)",
-                                       (key[0], key[1], dev[i]))
-                    sid = int(cur.lastrowid or 0)
+                    # another process (a writer child, a restarted service) may have added it meanwhile
+                    cur = conn.execute("INSERT INTO series (enterprise_id, sensor_id, device_id) VALUES (?, ?, ?) "
+                                       "ON CONFLICT (enterprise_id, sensor_id) DO NOTHING", (key[0], key[1], dev[i]))
+                    if cur.rowcount == 1:
+                        sid = int(cur.lastrowid or 0)
+                    else:
+                        sid = int(conn.execute("SELECT id FROM series WHERE enterprise_id = ? AND sensor_id = ?",
+                                               key).fetchone()[0])
                     by_key[key] = sid
                 ids[i] = sid
                 r = int(rows[i])

@@ -226,18 +226,31 @@ def test_batch_with_own_ts_everywhere() -> None:
 
 
 class _PerReadingOnly(Decoder):
-    """The decoder with its whole-batch shortcut switched off."""
+    """The decoder with both whole-batch shortcuts (typed msgspec, orjson columns) switched off."""
 
     @staticmethod
     def _batch_fast(*_: Any) -> int:
         return 0
 
+    def _batch_typed(self, *_: Any) -> int:
+        return 0
+
+
+class _OrjsonOnly(Decoder):
+    """The decoder without the typed (msgspec) shortcut: orjson's whole-batch path, then per reading."""
+
+    def _batch_typed(self, *_: Any) -> int:
+        return 0
+
 
 SLOW = _PerReadingOnly(Settings(max_message_bytes=1024, max_future_skew_s=300, max_past_age_s=86400))
+ORJSON = _OrjsonOnly(Settings(max_message_bytes=1024, max_future_skew_s=300, max_past_age_s=86400))
 reading = st.fixed_dictionaries(
     {"sensor": st.sampled_from(["a", "b", "", 7]),
-     "value": st.sampled_from([1, 2.5, -0.0, True, None, "x", "NaN", 10**18])},
-    optional={"ts": st.sampled_from([NOW, NOW - 5, NOW + 10**9, 3, "2026-11-23T16:04:48Z", False])})
+     "value": st.sampled_from([1, 2.5, -0.0, True, None, "x", "NaN", 10**18, 1e300, -(2**63), [1]])},
+    optional={"ts": st.sampled_from([NOW, NOW - 5, NOW + 10**9, 3, "2026-11-23T16:04:48Z", False, None,
+                                     float(NOW), 2**63 - 1]),
+              "unit": st.just("%LEL")})
 
 
 @settings(max_examples=300, deadline=None)
@@ -245,11 +258,44 @@ reading = st.fixed_dictionaries(
 def test_whole_batch_path_equals_per_reading_path(readings: list[dict[str, Any]], bts: object,
                                                    ) -> None:
     payload = j({"readings": readings} if bts is None else {"ts": bts, "readings": readings})
+    for fast in (DEC, ORJSON):  # the service's decoder, and the orjson shortcut alone
+        b1, b2 = BatchBuilder(), BatchBuilder()
+        out1 = fast.decode(T, payload, NOW, b1)
+        out2 = SLOW.decode(T, payload, NOW, b2)
+        x, y = b1.build(), b2.build()
+        assert out1.accepted == out2.accepted
+        assert {(r.reason, r.count) for r in out1.rejections} == {(r.reason, r.count) for r in out2.rejections}
+        for col in ("sensor_id", "ts_ms", "value", "ts_source", "received_ms"):
+            assert getattr(x, col).tolist() == getattr(y, col).tolist(), col
+            assert getattr(x, col).dtype == getattr(y, col).dtype, col
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"readings": [{"sensor": "a", "value": 1}, {"sensor": "a", "value": 2}], "x": {"deep": [1, 2]}}',
+    b'{"readings": [{"sensor": "a", "value": 1, "value": 3}]}',  # duplicate key: the last one wins in both
+    b'{"ts": "2026-11-23T16:04:48+08:00", "readings": [{"sensor": "a", "value": 1}]}',
+    b'{"readings": [{"sensor": "a", "value": 1e400}]}',
+    b'{"readings": [{"sensor": "a", "value": 1}], "readings": []}',
+    b'{"readings": []}',
+    b'{"sensor": "readings", "value": 1}',  # the pre-check matches a single reading: decoded as one
+])
+def test_typed_path_agrees_on_edge_payloads(payload: bytes) -> None:
     b1, b2 = BatchBuilder(), BatchBuilder()
     out1 = DEC.decode(T, payload, NOW, b1)
     out2 = SLOW.decode(T, payload, NOW, b2)
     x, y = b1.build(), b2.build()
     assert out1.accepted == out2.accepted
-    assert {(r.reason, r.count) for r in out1.rejections} == {(r.reason, r.count) for r in out2.rejections}
-    for col in ("sensor_id", "ts_ms", "value", "ts_source"):
-        assert getattr(x, col).tolist() == getattr(y, col).tolist(), col
+    assert [(r.reason, r.count) for r in out1.rejections] == [(r.reason, r.count) for r in out2.rejections]
+    assert x.value.tolist() == y.value.tolist()
+    assert x.ts_ms.tolist() == y.ts_ms.tolist()
+
+
+def test_typed_path_takes_a_well_formed_batch() -> None:
+    """The msgspec shortcut really handles the common case (the equality tests above would
+    also pass if it never did)."""
+    from ingest.decode import _decode_batch
+
+    payload = j({"ts": NOW - 9, "readings": [{"sensor": "a", "value": 1}, {"sensor": "b", "value": 2.5}]})
+    b = BatchBuilder()
+    assert DEC._batch_typed("e1", "gw1", _decode_batch(payload), NOW, b) == 2
+    assert b.build().ts_source.tolist() == [TsSource.BATCH, TsSource.BATCH]
