@@ -90,22 +90,28 @@ class ReadingBatch:
 
 
 class BatchBuilder:
-    """Accumulates decoded readings in Python lists and freezes them into a batch.
+    """Accumulates decoded readings and freezes them into a batch.
 
-    Decoding is per message; building the numpy columns once per flush keeps the
-    per-reading cost to a few list appends.
+    Decoding is per message: sensor, ts and value are appended per reading, while the
+    enterprise, device, receive time and (usually) ts source are kept once per message
+    and expanded with ``np.repeat`` when the batch is built, so a 100-reading message
+    costs three list extends.
     """
 
-    __slots__ = ("_dev", "_ent", "_recv", "_sensor", "_spans", "_src", "_ts", "_val")
+    __slots__ = ("_per_reading_src", "_r_dev", "_r_ent", "_r_n", "_r_recv", "_r_src", "_sensor", "_spans", "_ts",
+                 "_val")
 
     def __init__(self) -> None:
-        self._ent: list[str] = []
-        self._dev: list[str] = []
         self._sensor: list[str] = []
         self._ts: list[int] = []
         self._val: list[float] = []
-        self._src: list[int] = []
-        self._recv: list[int] = []
+        # per message (run): enterprise, device, reading count, receive time, ts source(s)
+        self._r_ent: list[str] = []
+        self._r_dev: list[str] = []
+        self._r_n: list[int] = []
+        self._r_recv: list[int] = []
+        self._r_src: list[Any] = []  # an int, or a list of one per reading when _per_reading_src
+        self._per_reading_src = False
         self._spans: list[list[Any]] = []  # [enterprise_id, count] runs, in order (registry lookups)
 
     def __len__(self) -> int:
@@ -114,26 +120,33 @@ class BatchBuilder:
     def add(self, enterprise_id: str, device_id: str, sensor_id: str, ts_ms: int, value: float,
             ts_source: int, received_ms: int) -> None:
         self._span(enterprise_id, 1)
-        self._ent.append(enterprise_id)
-        self._dev.append(device_id)
         self._sensor.append(sensor_id)
         self._ts.append(ts_ms)
         self._val.append(value)
-        self._src.append(ts_source)
-        self._recv.append(received_ms)
+        self._r_ent.append(enterprise_id)
+        self._r_dev.append(device_id)
+        self._r_n.append(1)
+        self._r_recv.append(received_ms)
+        self._r_src.append(ts_source)
 
     def add_many(self, enterprise_id: str, device_id: str, sensors: list[str], ts: list[int],
-                 values: list[float], sources: list[int], received_ms: int) -> None:
-        """Append the readings of one message (same enterprise, device, receive time)."""
+                 values: list[float], sources: list[int] | int, received_ms: int) -> None:
+        """Append the readings of one message (same enterprise, device, receive time);
+        ``sources`` is one ts source for all of them or one per reading."""
         n = len(ts)
+        if not n:
+            return
         self._span(enterprise_id, n)
-        self._ent.extend([enterprise_id] * n)
-        self._dev.extend([device_id] * n)
         self._sensor.extend(sensors)
         self._ts.extend(ts)
         self._val.extend(values)
-        self._src.extend(sources)
-        self._recv.extend([received_ms] * n)
+        self._r_ent.append(enterprise_id)
+        self._r_dev.append(device_id)
+        self._r_n.append(n)
+        self._r_recv.append(received_ms)
+        self._r_src.append(sources)
+        if type(sources) is not int:
+            self._per_reading_src = True
 
     def _span(self, enterprise_id: str, n: int) -> None:
         sp = self._spans
@@ -156,18 +169,31 @@ class BatchBuilder:
     def build(self) -> ReadingBatch:
         """Freeze the accumulated readings into a batch and reset the builder."""
         n = len(self._ts)
-        ent = np.empty(n, dtype=object)
-        dev = np.empty(n, dtype=object)
+        m = len(self._r_n)
+        ent = np.empty(m, dtype=object)
+        dev = np.empty(m, dtype=object)
+        ent[:] = self._r_ent
+        dev[:] = self._r_dev
+        recv = np.asarray(self._r_recv, dtype=np.int64).reshape(m)
+        if self._per_reading_src:
+            flat: list[int] = []
+            for x, k in zip(self._r_src, self._r_n, strict=True):
+                flat.extend(x if isinstance(x, list) else [x] * k)
+            src = np.asarray(flat, dtype=np.uint8).reshape(n)
+        else:
+            src = np.asarray(self._r_src, dtype=np.uint8).reshape(m)
+        if m != n:  # some message had several readings: expand the per-message columns
+            counts = np.asarray(self._r_n, dtype=np.intp)
+            ent, dev, recv = np.repeat(ent, counts), np.repeat(dev, counts), np.repeat(recv, counts)
+            if not self._per_reading_src:
+                src = np.repeat(src, counts)
         sen = np.empty(n, dtype=object)
-        ent[:] = self._ent
-        dev[:] = self._dev
         sen[:] = self._sensor
         batch = ReadingBatch(
             ent, dev, sen,
             np.asarray(self._ts, dtype=np.int64).reshape(n),
             np.asarray(self._val, dtype=np.float64).reshape(n),
-            np.asarray(self._src, dtype=np.uint8).reshape(n),
-            np.asarray(self._recv, dtype=np.int64).reshape(n),
+            src, recv,
         )
         self.__init__()  # type: ignore[misc]
         return batch

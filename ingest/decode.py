@@ -48,6 +48,7 @@ class _Batch(msgspec.Struct, gc=False):
 
 
 _decode_batch = msgspec.json.Decoder(_Batch).decode
+_LBRACKET = ord("[")  # int membership is a memchr; ``b"..." in payload`` costs ~0.5 us here
 _MS_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
 
@@ -197,7 +198,7 @@ class Decoder:
         ent, dev, channel = parts
         if channel is Channel.STATUS:
             return self._status(topic, ent, dev, payload, received_ms)
-        if b'"readings"' in payload:  # typed decode of a well-formed batch: checks run in C
+        if _LBRACKET in payload:  # a batch has a list; typed decode of a well-formed one: checks run in C
             try:
                 typed = _decode_batch(payload)
             except _MS_ERRORS:
@@ -361,10 +362,10 @@ class Decoder:
         if None not in tss:  # every reading has its own (int) ts
             if min(tss) < lo or max(tss) > hi:
                 return 0
-            into.add_many(ent, dev, sensors, tss, vals, [_READING] * n, received_ms)
+            into.add_many(ent, dev, sensors, tss, vals, _READING, received_ms)
             return n
         if tss.count(None) == n:
-            into.add_many(ent, dev, sensors, [bts] * n, vals, [bsrc] * n, received_ms)
+            into.add_many(ent, dev, sensors, [bts] * n, vals, bsrc, received_ms)
             return n
         return 0
 
@@ -397,10 +398,10 @@ class Decoder:
         ttypes = set(map(type, tss))
         n = len(tss)
         if ttypes == _NONE_ONLY:
-            into.add_many(ent, dev, sensors, [bts] * n, vals, [bsrc] * n, received_ms)
+            into.add_many(ent, dev, sensors, [bts] * n, vals, bsrc, received_ms)
             return n
         if ttypes == _INT_ONLY and min(tss) >= lo and max(tss) <= hi:
-            into.add_many(ent, dev, sensors, tss, vals, [_READING] * n, received_ms)
+            into.add_many(ent, dev, sensors, tss, vals, _READING, received_ms)
             return n
         return 0
 

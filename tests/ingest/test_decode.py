@@ -277,7 +277,7 @@ def test_whole_batch_path_equals_per_reading_path(readings: list[dict[str, Any]]
     b'{"readings": [{"sensor": "a", "value": 1e400}]}',
     b'{"readings": [{"sensor": "a", "value": 1}], "readings": []}',
     b'{"readings": []}',
-    b'{"sensor": "readings", "value": 1}',  # the pre-check matches a single reading: decoded as one
+    b'{"sensor": "a[1]", "value": 1}',  # the pre-check ("[" in payload) matches a single reading: decoded as one
 ])
 def test_typed_path_agrees_on_edge_payloads(payload: bytes) -> None:
     b1, b2 = BatchBuilder(), BatchBuilder()
