@@ -153,10 +153,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--probe-ms", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--writer", choices=("process", "inline", "default"), default="default",
+                    help="PLANTWATCH_STORE_WRITER for the service (default: the service's own default)")
     args = ap.parse_args()
+    env = {} if args.writer == "default" else {"PLANTWATCH_STORE_WRITER": args.writer}
     with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp) / "mq") as broker:
         BROKER_PORT = broker.port
-        with plantwatch_serve(Path(tmp) / "svc", broker.url, config(args.sensors)) as svc:
+        with plantwatch_serve(Path(tmp) / "svc", broker.url, config(args.sensors), env) as svc:
             c = client(broker.host, broker.port, "load")
             rates = [max_rate(svc, c, args.sensors, args.msgs) for _ in range(args.runs)]
             r_max = statistics.median(rates)
@@ -171,7 +174,8 @@ def main() -> None:
                 print(f"latency run: {results[-1]}", file=sys.stderr, flush=True)
             c.loop_stop()
             c.disconnect()
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
+          f"writer {args.writer}")
     print(f"max ingest rate (100-reading messages, QoS 1, SQLite store): runs {[round(r) for r in rates]} "
           f"median {r_max:,.0f} readings/s")
     for i, (p50, p99, n, lost) in enumerate(results):

@@ -3,8 +3,10 @@
 ``process`` is the synchronous core (used by tests and benchmarks); ``run`` owns the MQTT
 connection (see :mod:`ingest.mqtt`): reconnect with backoff, bounded intake, batching.
 Each batch is evaluated by the alarm sink first, so alarms never wait for (or depend on)
-the database; ``store.write_readings`` then stores the evaluated readings between intakes
-in slices (see ``Pipeline._consume``) and — with QoS 1 — their messages are acked only after
+the database. With a writer process (``writer=``, the service's default for SQLite) the
+evaluated readings are handed to it in jobs without blocking the loop
+(``Pipeline._consume_offloaded``); otherwise ``store.write_readings`` stores them between
+intakes in slices (``Pipeline._consume``). With QoS 1 their messages are acked only after
 they are stored (at-least-once). A failed write leaves its messages unacked and reconnects
 so the broker redelivers them (the engine ignores a repeated newest reading; the store
 keeps one row per (sensor, ts)).
