@@ -56,6 +56,9 @@ R_DEAD, R_GW, R_BASE, R_COMP, R_VOTE = (RULE["deadman"], RULE["gateway_offline"]
                                         RULE["compound"], RULE["area_vote"])
 R_ANOM, R_LOCK = RULE["anomaly"], RULE["interlock"]
 _LADDERS = ("high", "low", "baseline", "overload")
+SORT_MIN_ROWS = 4096
+"""A batch of unique rows at least this large (and covering at least 1/8 of the capacity) in
+random order is put in row order before evaluation (see ``evaluate``)."""
 _LADDER_RULE = {"high": R_HIGH, "low": R_LOW, "baseline": R_BASE, "overload": RULE["overload"]}
 
 
@@ -131,6 +134,7 @@ class AlarmEngine:
         self._n = 0
         self._power = PowerAnalytics()
         self._mark = np.zeros(0, np.intp)       # scratch for the duplicate-row check
+        self._seen = np.zeros(0, np.bool_)      # scratch for putting a batch in row order
         self._idx = np.arange(1024, dtype=np.intp)
         self._dirty: list[I32] = []             # rows whose busy flag must be recomputed
         self._anomaly: Any = None
@@ -155,6 +159,7 @@ class AlarmEngine:
             self._ring_v, self._ring_t = rv, rt
         if len(self._mark) < self._st.cap:
             self._mark = np.zeros(self._st.cap, np.intp)
+            self._seen = np.zeros(self._st.cap, np.bool_)
         self._cfg = cfg
         self._n = cfg.n
 
@@ -329,12 +334,23 @@ class AlarmEngine:
         # unique rows? (scatter positions, read back: a duplicate loses its slot)
         idx = self._arange(n)
         mark = self._mark
-        if n < 2 or bool((r[1:] > r[:-1]).all()):
+        in_order = n < 2 or bool((r[1:] > r[:-1]).all())
+        if in_order:
             unique = True  # strictly increasing: one pass
         else:
             mark[r] = idx
             unique = np.array_equal(mark[r], idx)
         if unique:
+            if not in_order and n >= SORT_MIN_ROWS and n * 8 >= len(mark):
+                # a large batch in random row order: put it in row order first (O(capacity) with the
+                # marks just written), so the ~20 per-sensor gathers and scatters below walk memory
+                # forwards (docs/benchmarks.md §1: shuffled 100k sensors 7.2 -> 9.8 M/s)
+                seen = self._seen
+                seen[:] = False
+                seen[r] = True
+                rs = np.flatnonzero(seen)
+                pos = mark[rs]
+                r, t, v = rs.astype(r.dtype, copy=False), t[pos], v[pos]
             self._round(r, t, v, now_ms, out)
         else:
             order = np.lexsort((t, r))
