@@ -125,6 +125,10 @@ class CountingWriter:
     def inflight(self) -> int:
         return int(self.inner.inflight)
 
+    @property
+    def restarts(self) -> int:
+        return int(self.inner.restarts)
+
     def submit(self, batch: ReadingBatch | None, done: Any) -> None:
         n = len(batch) if batch is not None else 0
 

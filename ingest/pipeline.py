@@ -61,6 +61,8 @@ class OffloadWriter(Protocol):
 
     inflight: int
     """Readings submitted and not yet reported stored or failed."""
+    restarts: int
+    """Times the writer process died and was replaced."""
 
     def start(self) -> None: ...
 
@@ -522,9 +524,12 @@ class Pipeline:
                     for ch in chunks:
                         if ch.mids:
                             ack(ch.mids)
+            self.metrics.store_writer_queued.set(writer.inflight)
+            self.metrics.store_writer_restarts.set(writer.restarts)
             progress.set()
 
         writer.submit(batch, done)
+        self.metrics.store_writer_queued.set(writer.inflight)
 
     def close(self) -> None:
         """Let the writer process (if any) commit what it was handed, then stop it (blocking)."""

@@ -46,6 +46,13 @@ class Metrics:
         self.batch_seconds = Histogram(
             "plantwatch_pipeline_batch_seconds", "Store time per write job (sum of its slices, s)", registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+        self.store_writer_queued = Gauge(
+            "plantwatch_store_writer_queued_readings",
+            "Readings handed to the SQLite writer process and not yet reported committed", registry=r)
+        self.store_writer_restarts = Gauge(
+            "plantwatch_store_writer_restarts",
+            "Times the SQLite writer process died and a new one was started (its jobs were redelivered)",
+            registry=r)
         self.mqtt_connected = Gauge(
             "plantwatch_mqtt_connected", "1 while the ingest MQTT client is connected", registry=r)
 

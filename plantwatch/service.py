@@ -95,6 +95,7 @@ class Service:
         writer = None
         if settings.store == "sqlite" and settings.store_writer == "process":
             writer = WriterProcess(settings.data_dir / "readings.sqlite3")
+        self._writer = writer
         self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock, writer=writer)
         self._tasks: list[asyncio.Task[None]] = []
         self.started_ms = clock()
@@ -319,4 +320,7 @@ class Service:
             "enterprises": len(self.registry.enterprises),
             "open_alarms": len(self.book.open_alarms()),
             "uptime_s": (self.clock() - self.started_ms) / 1000.0,
+            **({"store_writer": {"pid": w.pid, "ready": w.ready, "restarts": w.restarts,
+                                 "queued_readings": w.inflight}}
+               if (w := self._writer) is not None else {}),
         }

@@ -165,3 +165,9 @@ kind = "dust.hopper_temperature"
         assert sum(w["count"] for w in agg) == 7
         assert max(w["max"] for w in agg) == 55
         assert min(w["min"] for w in agg) == 1
+        # the readings were written by the service's writer process, which health reports
+        writer = svc.get("/api/v1/healthz")["store_writer"]
+        assert writer["ready"] is True
+        assert isinstance(writer["pid"], int)
+        assert (writer["restarts"], writer["queued_readings"]) == (0, 0)
+        assert "plantwatch_store_writer_queued_readings 0.0" in svc.metrics()

@@ -208,6 +208,8 @@ async def test_pipeline_redelivers_what_a_killed_writer_held(broker: Broker, tmp
             os.kill(pid, signal.SIGKILL)
             await wait_until(lambda: stored() == 400, "all 400 readings after redelivery")
         assert writer.restarts == 1
+        assert metrics.registry.get_sample_value("plantwatch_store_writer_restarts") == 1
+        assert metrics.registry.get_sample_value("plantwatch_store_writer_queued_readings") == 0
         assert (metrics.registry.get_sample_value("plantwatch_store_readings_failed_total") or 0) > 0
         values = sorted(r.value for r in store.query_readings("e1", "S3", t0, t0 + 10**6))
         assert values == [float(k) for k in range(40)]
