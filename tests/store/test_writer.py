@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -25,6 +25,7 @@ from plantwatch.metrics import Metrics
 from plantwatch.registry import Enterprise, Registry, Sensor
 from plantwatch.settings import Settings
 from tests.ingest.conftest import RecordingSink
+from tests.ingest.test_mqtt_e2e import wait_until
 from tests.servers import Broker
 
 T0 = 1_795_459_488_000  # epoch ms
@@ -77,14 +78,6 @@ def test_frame_reader_splits_and_joins_frames(tmp_path: Path) -> None:
     os.close(r)
 
 
-async def wait_until(cond: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 class Results:
     """Collects job completions in order."""
 
@@ -95,13 +88,21 @@ class Results:
         self.got.append(err)
 
 
-async def test_child_stores_every_reading_and_counts_unregistered(tmp_path: Path) -> None:
-    path = tmp_path / "readings.sqlite3"
+@contextlib.asynccontextmanager
+async def started(path: Path) -> AsyncIterator[tuple[WriterProcess, Results]]:
+    """A writer child that has opened ``path``; closed (everything committed) on exit."""
     w = WriterProcess(path)
-    res = Results()
     try:
         w.start(wait_s=30)
         assert w.ready
+        yield w, Results()
+    finally:
+        w.close()
+
+
+async def test_child_stores_every_reading_and_counts_unregistered(tmp_path: Path) -> None:
+    path = tmp_path / "readings.sqlite3"
+    async with started(path) as (w, res):
         for k in range(5):
             ts = [T0 + k * 10 + i for i in range(3)]
             w.submit(make_batch([0, 1, -1], ["A", "B", "X"], ts, [k + 0.1, k + 0.2, k + 0.3]), res.cb)
@@ -109,25 +110,17 @@ async def test_child_stores_every_reading_and_counts_unregistered(tmp_path: Path
         await wait_until(lambda: len(res.got) == 6, "6 completions")
         assert res.got == [None] * 6
         assert w.inflight == 0
-    finally:
-        w.close()
-    store = SQLiteReadingStore(path)
-    try:
+    with contextlib.closing(SQLiteReadingStore(path)) as store:
         a = store.query_readings("e1", "A", T0, T0 + 100)
         assert [(r.ts_ms, r.value) for r in a] == [(T0 + k * 10, k + 0.1) for k in range(5)]
         assert len(store.query_readings("e1", "B", T0, T0 + 100)) == 5
         (u,) = store.unregistered_sensors()
         assert (u.sensor_id, u.count) == ("X", 5)
-    finally:
-        store.close()
 
 
 async def test_killed_child_fails_its_jobs_and_the_next_job_restarts_it(tmp_path: Path) -> None:
     path = tmp_path / "readings.sqlite3"
-    w = WriterProcess(path)
-    res = Results()
-    try:
-        w.start(wait_s=30)
+    async with started(path) as (w, res):
         pid = w.pid
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)  # holds the job without committing it
@@ -142,13 +135,8 @@ async def test_killed_child_fails_its_jobs_and_the_next_job_restarts_it(tmp_path
         await wait_until(lambda: len(res.got) == 2, "the next job")
         assert res.got[1] is None
         assert w.pid not in (None, pid)
-    finally:
-        w.close()
-    store = SQLiteReadingStore(path)
-    try:
+    with contextlib.closing(SQLiteReadingStore(path)) as store:
         assert [r.value for r in store.query_readings("e1", "A", T0, T0 + 10)] == [2.0]
-    finally:
-        store.close()
 
 
 async def test_close_commits_everything_queued(tmp_path: Path) -> None:
@@ -162,12 +150,9 @@ async def test_close_commits_everything_queued(tmp_path: Path) -> None:
                             [float(k)] * per), res.cb)
     w.close()
     assert res.got == [None] * 20
-    store = SQLiteReadingStore(path)
-    try:
+    with contextlib.closing(SQLiteReadingStore(path)) as store:
         total = sum(len(store.query_readings("e1", f"S{s}", T0, T0 + 10**6, limit=10**6)) for s in range(n_sensors))
         assert total == 20 * per
-    finally:
-        store.close()
 
 
 @pytest.mark.e2e
