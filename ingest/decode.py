@@ -35,7 +35,12 @@ _NUMBER_TYPES = frozenset({int, float})
 
 
 class _Reading(msgspec.Struct, gc=False):
-    """A batch reading as the typed fast path accepts it (anything else: the orjson path)."""
+    """A batch reading as the typed fast path accepts it (anything else: the orjson path).
+
+    One difference between the paths: an integer literal beyond 64 bits (``"value": 1e30``
+    written out as digits) is a float here, while orjson refuses such a number, so a
+    message that falls back to the orjson path for another reason is ``bad_json`` whole.
+    """
 
     sensor: str
     value: float  # msgspec: an int is accepted and converted; bool, str, null and 1e400 are not

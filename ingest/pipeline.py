@@ -304,7 +304,7 @@ class Pipeline:
         self._store_errors.inc()
         self.metrics.store_failed.inc(n)
         if not quiet:
-                log.error("store write of %d readings failed (%s: %s); messages left unacked",
+            log.error("store write of %d readings failed (%s: %s); messages left unacked",
                       n, type(err).__name__, err)
         return False
 
@@ -321,11 +321,11 @@ class Pipeline:
         filters = self.decoder.topics.filters(s.enterprises or None)
         backoff = BACKOFF_MIN_S
         errors: tuple[type[Exception], ...] = (*MQTT_ERRORS, _Redeliver)
-        if self.writer is not None:
-            self.writer.start()
         while True:
             intake = Intake(s.queue_max_messages, self.clock)
             try:
+                if self.writer is not None:
+                    self.writer.start()  # before connecting: a no-op while the child runs
                 async with MqttSource(s, intake, filters) as source:
                     self._set_connected(True)
                     backoff = BACKOFF_MIN_S
@@ -452,9 +452,10 @@ class Pipeline:
     async def _consume_offloaded(self, source: MqttSource, intake: Intake, writer: OffloadWriter) -> None:
         """``_consume`` with the store writes in ``writer``'s process.
 
-        After every intake the evaluated chunks go to the writer as one job (never waiting for
-        the database); a job's messages are acked when the writer reports it committed, in
-        order. While more than ``_inflight_limit`` readings are unreported, no intake is taken:
+        An intake is decoded, evaluated and handed to the writer in steps of about
+        ``OFFLOAD_JOB_READINGS`` readings, one job each (never waiting for the database), with a
+        yield to the event loop between steps; a job's messages are acked when the writer
+        reports it committed, in order. While more than ``_inflight_limit`` readings are unreported, no intake is taken:
         the intake fills, the socket reader pauses, and back-pressure reaches TCP and the
         broker. A failed job (or a writer that died) ends the session so the broker
         redelivers every unacked message.

@@ -284,7 +284,7 @@ class WriterProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest.store.writer", str(self.path), self.synchronous],
+            [sys.executable, "-P", "-m", "ingest.store.writer", str(self.path), self.synchronous],  # -P: not cwd
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True)
         assert proc.stdin is not None
         assert proc.stdout is not None
