@@ -442,8 +442,10 @@ class WriterProcess:
                 self._loop.remove_writer(proc.stdin.fileno())
         self._writing = False
         os.set_blocking(proc.stdin.fileno(), True)
-        with contextlib.suppress(OSError):
-            proc.stdin.write(bytes(self._out))
+        with contextlib.suppress(OSError):  # a raw pipe may take a write in parts
+            view = memoryview(bytes(self._out))
+            while view:
+                view = view[os.write(proc.stdin.fileno(), view):]
         self._out.clear()
         with contextlib.suppress(OSError):
             proc.stdin.close()
