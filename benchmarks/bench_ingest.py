@@ -336,6 +336,7 @@ def main() -> None:
     ap.add_argument("--skip-mqtt", action="store_true")
     ap.add_argument("--skip-process", action="store_true", help="no process()-only runs")
     ap.add_argument("--skip-single", action="store_true", help="only the 100-reading messages")
+    ap.add_argument("--sensors", type=int, default=1000, help="sensors the readings cycle over (default 1000)")
     ap.add_argument("--store", choices=("sqlite", "influx"), default="sqlite",
                     help="pipeline's reading store in the MQTT runs (influx: a local victoria-metrics)")
     ap.add_argument("--writer", choices=("process", "inline"), default="process",
@@ -343,9 +344,9 @@ def main() -> None:
     ap.add_argument("--values", choices=("quiet", "elevated"), default="quiet",
                     help="reading values: quiet plant (default) or every reading near a threshold")
     args = ap.parse_args()
-    global SINK, STORE, VALUES, WRITER
-    SINK, STORE, VALUES, WRITER = args.sink, args.store, args.values, args.writer
-    print(f"sink={SINK} store={STORE} values={VALUES} writer={WRITER}")
+    global SINK, STORE, VALUES, WRITER, N_SENSORS
+    SINK, STORE, VALUES, WRITER, N_SENSORS = args.sink, args.store, args.values, args.writer, args.sensors
+    print(f"sink={SINK} store={STORE} values={VALUES} writer={WRITER} sensors={N_SENSORS}")
     med = statistics.median
     shapes = ((100, args.batch_msgs),) if args.skip_single else ((1, args.single_msgs), (100, args.batch_msgs))
     if not args.skip_process:
