@@ -740,17 +740,7 @@ class AlarmEngine:
         dl = np.where(age > cfg.dm_yellow_ms, np.int8(Level.YELLOW),
                       np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
         dl[self._dev_offline[self._row_dev]] = 0  # suppressed under an offline gateway (root alarm)
-        yel = np.flatnonzero(dl == Level.YELLOW)
-        if len(yel):
-            # offline while the enterprise's power shows production -> red; yellow is "offline
-            # > 30 min in production hours", so where the main meter shows the plant idle it stays blue [P]
-            prod, idle = self._power.meter_state(self, now_ms)
-            if prod.any() or idle.any():
-                ent = cfg.ent[yel]
-                e0 = np.maximum(ent, 0)
-                red = (ent >= 0) & prod[e0] & ~self._is_power[yel]
-                dl[yel[red]] = Level.RED
-                dl[yel[(ent >= 0) & idle[e0] & ~self._is_power[yel]]] = Level.BLUE
+        self._grade_by_meter(dl, cfg.ent[:n], now_ms, exempt=self._is_power[:n])
         rows = np.flatnonzero(dl != st["level"][:n, R_DEAD]).astype(np.int32)
         if len(rows):
             self._set(R_DEAD, rows, dl[rows], np.nan, now_ms, out)
@@ -786,17 +776,29 @@ class AlarmEngine:
         offline = np.flatnonzero(self._dev_offline[: len(cfg.dev_keys)])
         if not len(offline):
             return
+        since = np.array([self._gw[cfg.dev_keys[d]][1] for d in offline], np.int64)
+        lvl = np.where(now_ms - since > GATEWAY_YELLOW_S * 1000, np.int8(Level.YELLOW), np.int8(Level.BLUE))
+        anchors = cfg.dev_anchor[offline]  # each device's first sensor row carries its root alarm
+        self._grade_by_meter(lvl, cfg.ent[anchors], now_ms)
+        self._set(R_GW, anchors, lvl.astype(np.int8), np.nan, now_ms, out)
+
+    def _grade_by_meter(self, lvl: npt.NDArray[np.int8], ent: I32, now_ms: int,
+                        exempt: npt.NDArray[np.bool_] | None = None) -> None:
+        """Regrade yellow "offline" levels in place by the enterprise's main meter (``ent``: the
+        enterprise index of each entry): red while it shows production (a blind plant at
+        work), blue while it shows the plant idle (yellow means offline > 30 min *in
+        production hours*) [P]; ``exempt`` entries (the meters themselves) stay yellow."""
+        yel = np.flatnonzero(lvl == Level.YELLOW)
+        if not len(yel):
+            return
         prod, idle = self._power.meter_state(self, now_ms)
-        for d in offline:
-            _, since = self._gw[cfg.dev_keys[d]]
-            lvl = Level.YELLOW if now_ms - since > GATEWAY_YELLOW_S * 1000 else Level.BLUE
-            ent = int(cfg.ent[cfg.dev_anchor[d]])
-            if lvl == Level.YELLOW and ent >= 0 and prod[ent]:
-                lvl = Level.RED  # a whole gateway blind while the enterprise's power shows production
-            elif lvl == Level.YELLOW and ent >= 0 and idle[ent]:
-                lvl = Level.BLUE  # yellow is "offline > 30 min in production hours" [P]
-            anchor = cfg.dev_anchor[d : d + 1]
-            self._set(R_GW, anchor, np.array([lvl], np.int8), np.nan, now_ms, out)
+        if not (prod.any() or idle.any()):
+            return
+        e = ent[yel]
+        e0 = np.maximum(e, 0)
+        ok = e >= 0 if exempt is None else (e >= 0) & ~exempt[yel]
+        lvl[yel[ok & prod[e0]]] = Level.RED
+        lvl[yel[ok & idle[e0]]] = Level.BLUE
 
     def gateway_status(self, enterprise_id: str, device_id: str, online: bool, ts_ms: int) -> Transitions:
         """Gateway status topic: offline raises one root alarm on the device's first sensor row
