@@ -142,6 +142,7 @@ _STATE1 = (
     ("fired", np.int64, -(10**9)),  # sample count at the last fire
 )
 _STATE2 = ("ring", "s_mean", "s_dev", "s_cnt")
+_STATE_NAMES = tuple(s[0] for s in _STATE1) + _STATE2
 
 
 class AnomalyScorer:
@@ -215,12 +216,12 @@ class AnomalyScorer:
 
     def _load(self, snap: dict[str, np.ndarray], rows: int) -> None:
         """Copy the first ``rows`` rows of every state array of ``snap`` into the storage."""
-        for name in [s[0] for s in _STATE1] + list(_STATE2):
+        for name in _STATE_NAMES:
             getattr(self, name)[:rows] = snap[name][:rows]
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Copies of every state array (load them with :meth:`restore`)."""
-        return {name: getattr(self, name).copy() for name in [s[0] for s in _STATE1] + list(_STATE2)}
+        return {name: getattr(self, name).copy() for name in _STATE_NAMES}
 
     def restore(self, snap: dict[str, np.ndarray]) -> None:
         """Load a :meth:`snapshot` taken from a scorer with the same parameters.

@@ -235,11 +235,15 @@ class Registry:
             self.version += 1
             return sensor
 
-    def add_sensor(self, raw: Mapping[str, Any], where: str = "body") -> Sensor:
+    def _registered_sensor(self, raw: Mapping[str, Any], where: str) -> Sensor:
+        """A validated sensor whose enterprise is registered (``RegistryError`` naming ``where``)."""
         s = _sensor_from_mapping(raw, where)
         if s.enterprise_id not in self.enterprises:
             raise RegistryError(f"{where}.enterprise_id", f"enterprise {s.enterprise_id!r} is not registered")
-        return self.upsert_sensor(s)
+        return s
+
+    def add_sensor(self, raw: Mapping[str, Any], where: str = "body") -> Sensor:
+        return self.upsert_sensor(self._registered_sensor(raw, where))
 
     def add_sensors(self, raws: Sequence[Mapping[str, Any]], where: str = "body",
                     check: Callable[[int, Sensor], None] | None = None) -> list[Sensor]:
@@ -248,10 +252,7 @@ class Registry:
         changes and the :class:`RegistryError` names ``where[i].field``."""
         sensors = []
         for i, raw in enumerate(raws):
-            s = _sensor_from_mapping(raw, f"{where}[{i}]")
-            if s.enterprise_id not in self.enterprises:
-                raise RegistryError(f"{where}[{i}].enterprise_id",
-                                    f"enterprise {s.enterprise_id!r} is not registered")
+            s = self._registered_sensor(raw, f"{where}[{i}]")
             if check is not None:
                 check(i, s)
             sensors.append(s)

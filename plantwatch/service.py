@@ -23,7 +23,7 @@ from alerts.risk import enterprise_colours
 from alerts.transitions import Transitions
 from ingest.batch import ReadingBatch
 from ingest.pipeline import Pipeline
-from ingest.store import open_stores
+from ingest.store import SQLiteReadingStore, open_stores
 from ingest.store.writer import WriterProcess
 from plantwatch.clock import Clock, wall_ms
 from plantwatch.domain import ALARM_LEVELS, AlarmStatus, Level
@@ -93,8 +93,8 @@ class Service:
         self.book.load(self.alarms.load_open_alarms())
         self.hub = EventHub()
         writer = None
-        if settings.store == "sqlite" and settings.store_writer == "process":
-            writer = WriterProcess(settings.data_dir / "readings.sqlite3")
+        if isinstance(self.readings, SQLiteReadingStore) and settings.store_writer == "process":
+            writer = WriterProcess(self.readings.path, synchronous=self.readings.synchronous)
         self._writer = writer
         self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock, writer=writer)
         self._tasks: list[asyncio.Task[None]] = []

@@ -192,6 +192,9 @@ class SQLiteReadingStore:
     """
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
+        self.path = path
+        self.synchronous: Synchronous = synchronous
+        """Where and how durably it writes (a writer process opens the same file the same way)."""
         self._db = _Db(path, _READINGS_SCHEMA, synchronous, "sqlite")
         self._by_key: dict[tuple[str, str], int] = {
             (e, s): i for i, e, s in self._db.writer.execute("SELECT id, enterprise_id, sensor_id FROM series")

@@ -165,14 +165,20 @@ def test_sensor_offline_red_while_producing_yellow_in_production_hours_blue_whil
         assert sorted(of_rule(e, e.tick(MON + at), "deadman")) == expect
 
 
-def test_gateway_offline_stays_blue_while_the_main_meter_shows_the_plant_idle() -> None:
+def _gas_gateway_offline_32_min(meter_kw: float) -> list[tuple[int, str, str]]:
+    """Gas gateway offline while the main meter (1,000 kW capacity) keeps reading ``meter_kw``:
+    the gateway transitions of the tick 32 min later (the blue at going offline is checked)."""
     e = make_engine([sensor("P-main", "power.active_power", device="GW-power", interval_s=900.0, capacity=1000.0),
                      sensor("GT-1", "gas.combustible", device="GW-gas", interval_s=5.0)])
-    feed(e, [0, 1], [MON, MON], [10.0, 1.0])
+    feed(e, [0, 1], [MON, MON], [meter_kw, 1.0])
     assert of_rule(e, e.gateway_status("E1", "GW-gas", False, MON + S), "gateway_offline") == [(1, "none", "blue")]
     for k in range(1, 3):
-        feed(e, 0, MON + k * 15 * MIN, 10.0)
-    assert of_rule(e, e.tick(MON + 32 * MIN), "gateway_offline") == []
+        feed(e, 0, MON + k * 15 * MIN, meter_kw)
+    return of_rule(e, e.tick(MON + 32 * MIN), "gateway_offline")
+
+
+def test_gateway_offline_stays_blue_while_the_main_meter_shows_the_plant_idle() -> None:
+    assert _gas_gateway_offline_32_min(10.0) == []
     e2 = make_engine([sensor("GT-1", "gas.combustible", device="GW-gas", interval_s=5.0)])  # no meter
     feed(e2, 0, MON, 1.0)
     e2.gateway_status("E1", "GW-gas", False, MON + S)
@@ -180,13 +186,7 @@ def test_gateway_offline_stays_blue_while_the_main_meter_shows_the_plant_idle() 
 
 
 def test_gateway_offline_while_power_shows_production_escalates_to_red() -> None:
-    e = make_engine([sensor("P-main", "power.active_power", device="GW-power", interval_s=900.0, capacity=1000.0),
-                     sensor("GT-1", "gas.combustible", device="GW-gas", interval_s=5.0)])
-    feed(e, [0, 1], [MON, MON], [500.0, 1.0])
-    assert of_rule(e, e.gateway_status("E1", "GW-gas", False, MON + S), "gateway_offline") == [(1, "none", "blue")]
-    for k in range(1, 3):
-        feed(e, 0, MON + k * 15 * MIN, 500.0)
-    assert of_rule(e, e.tick(MON + 32 * MIN), "gateway_offline") == [(1, "blue", "red")]
+    assert _gas_gateway_offline_32_min(500.0) == [(1, "blue", "red")]
 
 
 def test_suspended_baseline_from_params_before_anything_is_learnt() -> None:
