@@ -130,6 +130,7 @@ class AlarmEngine:
         self._gw: dict[tuple[str, str], tuple[bool, int]] = {}  # (enterprise, device) -> (online, since)
         self._clock = NO_TS           # newest now_ms seen (restart grace reference)
         self._resume_from = NO_TS     # saved clock of a restored snapshot, until the first call
+        self._replay_floor = np.zeros(0, np.int64)  # newest ts per row at restore (see replay)
         self._cfg: Compiled = compile_config([], {})
         self._n = 0
         self._power = PowerAnalytics()
@@ -822,6 +823,26 @@ class AlarmEngine:
         return out.build()
 
     # -- persistence ---------------------------------------------------------------------
+    def replay(self, row: I32, ts_ms: I64, value: F64, now_ms: int) -> Transitions:
+        """After :meth:`restore`: evaluate readings that were evaluated (and stored) after the
+        snapshot was taken, so that a crash loses no detector state (timers, ring buffers,
+        profiles). Like :meth:`evaluate`, except that a reading not newer than its row's
+        newest at restore is skipped (the snapshot already holds it), and the replayed span
+        is not restart downtime: the grace of :meth:`restore` moves to the replay's end.
+        Call in commit order, ``now_ms`` the readings' receive time."""
+        row = np.asarray(row, np.int32)
+        ts_ms = np.asarray(ts_ms, np.int64)
+        floor = self._replay_floor
+        before = np.full(len(row), NO_TS, np.int64)
+        old = (row >= 0) & (row < len(floor))
+        before[old] = floor[row[old]]
+        keep = ts_ms > before
+        self._resume_from = NO_TS
+        try:
+            return self.evaluate(row[keep], ts_ms[keep], np.asarray(value, np.float64)[keep], now_ms)
+        finally:
+            self._resume_from = self._clock
+
     def snapshot(self) -> dict[str, np.ndarray[Any, Any]]:
         """State and running timers as plain arrays (``np.savez``-safe)."""
         snap: dict[str, np.ndarray[Any, Any]] = dict(self._st.snapshot(self._n, "s."))
@@ -867,6 +888,7 @@ class AlarmEngine:
         self._rebuild_areas()
         self._clock = int(snap.get("clock", np.array([NO_TS]))[0])
         self._resume_from = self._clock
+        self._replay_floor = self._st["last_ts"][:rows].astype(np.int64)
         self._dirty.append(np.arange(rows, dtype=np.int32))
         self._settle()
         self._power.restore(snap)

@@ -44,3 +44,16 @@ class Transitions:
         if len(parts) == 1:
             return parts[0]
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__slots__))
+
+    def take(self, idx: npt.NDArray[np.intp]) -> Transitions:
+        return Transitions(*(getattr(self, f)[idx] for f in self.__slots__))
+
+    def last_per_pair(self) -> Transitions:
+        """Only the newest transition of each (row, rule), in their original order: the net
+        change of a sequence (what a replay must tell a book that already saw the sequence)."""
+        if len(self) < 2:
+            return self
+        key = self.row.astype(np.int64) << 16 | self.rule.astype(np.int64)
+        _, first_in_reversed = np.unique(key[::-1], return_index=True)
+        return self.take(np.sort(len(key) - 1 - first_in_reversed))
+

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,10 @@ from plantwatch.settings import Settings
 log = logging.getLogger("plantwatch.service")
 
 ENGINE_SNAPSHOT = "engine"
+GATEWAY_LOG = "gateway_log"
+"""Gateway status messages since the last engine snapshot (JSON), replayed after a crash."""
+REPLAY_MARK = "service.replay_mark"
+"""Key in the engine snapshot: the reading store's replay mark when it was taken."""
 BUFFER_SOURCE, BUFFER_RULE = "store", "buffer_near_full"
 RISK_WINDOW_MS = 24 * 3600 * 1000
 
@@ -76,14 +82,7 @@ class Service:
         self._save_registry()
         self.engine = AlarmEngine(self.registry.sensors, self.registry.enterprises)
         self._engine_version = self.registry.version
-        snap = self.alarms.load_snapshot(ENGINE_SNAPSHOT)
-        if snap is not None:
-            try:
-                with np.load(io.BytesIO(snap), allow_pickle=False) as npz:
-                    self.engine.restore({k: npz[k] for k in npz.files})
-                log.info("alarm engine state restored from snapshot (%d bytes)", len(snap))
-            except Exception:  # a corrupt snapshot must not keep the service down
-                log.exception("alarm engine snapshot unreadable; starting with fresh detector state")
+        replay_mark = self._restore_engine()
         self.book = AlarmBook(
             sensor_of=self._sensor_of,
             rule_names=self.engine.rule_names,
@@ -100,7 +99,69 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.started_ms = clock()
         self._last_compact_ms = self.started_ms
+        self._gw_log: list[list[Any]] = []
+        self._catch_up(replay_mark, self._load_gateway_log())
         self._refresh_open_gauge()
+
+    # -- restart -------------------------------------------------------------------------
+    def _restore_engine(self) -> int | None:
+        """Load the saved engine snapshot; returns its reading-store replay mark (None: no
+        snapshot, or one taken without a mark)."""
+        snap = self.alarms.load_snapshot(ENGINE_SNAPSHOT)
+        if snap is None:
+            return None
+        try:
+            with np.load(io.BytesIO(snap), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            mark = arrays.pop(REPLAY_MARK, None)
+            self.engine.restore(arrays)
+        except Exception:  # a corrupt snapshot must not keep the service down
+            log.exception("alarm engine snapshot unreadable; starting with fresh detector state")
+            return None
+        log.info("alarm engine state restored from snapshot (%d bytes)", len(snap))
+        return None if mark is None or int(mark[0]) < 0 else int(mark[0])
+
+    def _load_gateway_log(self) -> list[list[Any]]:
+        raw = self.alarms.load_snapshot(GATEWAY_LOG)
+        try:
+            events = json.loads(raw) if raw else []
+            return [[str(e), str(d), bool(o), int(ts), int(rx)] for e, d, o, ts, rx in events]
+        except (ValueError, TypeError):
+            log.exception("gateway status log unreadable; gateway states are those of the engine snapshot")
+            return []
+
+    def _catch_up(self, mark: int | None, gw_events: list[list[Any]]) -> None:
+        """Bring the restored engine up to the moment the service stopped: feed it the
+        readings stored after the snapshot (and the gateway statuses received since), in
+        the order they were committed. A kill -9 then loses no detector state: delay-on
+        timers, ring buffers, profiles and gateway states continue as if never stopped.
+        Their alarm changes were saved when they first happened; the book absorbs the
+        repeats: it is given only each (sensor, rule)'s final transition, the net change (the
+        whole sequence again would walk an alarm already at red down through orange and back)."""
+        after = getattr(self.readings, "readings_after", None)
+        pending = sorted(gw_events, key=lambda ev: ev[4])
+        n = 0
+        t0 = time.perf_counter()
+
+        seen: list[Transitions] = []
+
+        def statuses_until(received_ms: int) -> None:
+            while pending and pending[0][4] <= received_ms:
+                e, d, online, ts, _rx = pending.pop(0)
+                seen.append(self.engine.gateway_status(e, d, online, ts))
+
+        if mark is not None and after is not None:
+            for part in after(mark):
+                rows = np.array(self.registry.rows_for(*zip(*part.keys, strict=True)), np.int32)[part.series]
+                statuses_until(int(part.received_ms[0]))
+                seen.append(self.engine.replay(rows, part.ts_ms, part.value, int(part.received_ms.max())))
+                n += len(part)
+        statuses_until(np.iinfo(np.int64).max)
+        self._apply(Transitions.concat(seen).last_per_pair(), self.clock())
+        if n or gw_events:
+            log.info("alarm engine caught up with %d readings stored and %d gateway statuses received after its "
+                     "snapshot (%.2f s)", n, len(gw_events), time.perf_counter() - t0)
+        self._gw_log = []
 
     # -- registry ------------------------------------------------------------------------
     def _sensor_of(self, row: int) -> Sensor | None:
@@ -162,7 +223,11 @@ class Service:
 
     def on_gateway_status(self, enterprise_id: str, device_id: str, online: bool, ts_ms: int) -> None:
         self._sync_engine()
-        self._apply(self.engine.gateway_status(enterprise_id, device_id, online, ts_ms), self.clock())
+        now = self.clock()
+        self._apply(self.engine.gateway_status(enterprise_id, device_id, online, ts_ms), now)
+        # kept (durably) until the next engine snapshot holds it: a crash before then replays it
+        self._gw_log.append([enterprise_id, device_id, online, ts_ms, now])
+        self.alarms.save_snapshot(GATEWAY_LOG, json.dumps(self._gw_log).encode())
 
     # -- alarm changes ---------------------------------------------------------------------
     def _apply(self, tr: Transitions, now_ms: int) -> None:
@@ -270,13 +335,23 @@ class Service:
 
     # -- lifecycle -----------------------------------------------------------------------
     def snapshot_engine(self) -> None:
+        """Save the engine state with the reading store's replay mark. The mark is read first:
+        a reading is evaluated before it is handed to the store, so every chunk at or below
+        the mark is already in the state, and a restart replays only the chunks above it."""
+        mark_of = getattr(self.readings, "replay_mark", None)
+        mark = int(mark_of()) if mark_of is not None else -1
+        snap = self.engine.snapshot()
+        snap[REPLAY_MARK] = np.array([mark], np.int64)
         buf = io.BytesIO()
-        np.savez(buf, allow_pickle=False, **self.engine.snapshot())
+        np.savez(buf, allow_pickle=False, **snap)
         self.alarms.save_snapshot(ENGINE_SNAPSHOT, buf.getvalue())
+        if self._gw_log:
+            self._gw_log = []
+            self.alarms.save_snapshot(GATEWAY_LOG, b"[]")
 
     async def _ticker(self) -> None:
         interval = self.settings.tick_interval_ms / 1000.0
-        snap_every = max(1, int(10_000 / self.settings.tick_interval_ms))
+        snap_every = max(1, round(self.settings.snapshot_interval_s * 1000 / self.settings.tick_interval_ms))
         n = 0
         while True:
             await asyncio.sleep(interval)
@@ -290,6 +365,7 @@ class Service:
                 log.exception("ticker iteration failed; continuing")
 
     async def start(self) -> None:
+        self.snapshot_engine()  # a restore point (with its replay mark) before the first reading
         self._tasks = [
             asyncio.create_task(self.pipeline.run(), name="pipeline"),
             asyncio.create_task(self._ticker(), name="ticker"),

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     tick_interval_ms: int = Field(1000, gt=0)
     buffer_max_bytes: int = Field(1 << 30, gt=4096)  # InfluxDB outage spool bound
     compact_interval_s: float = Field(3600.0, gt=0)  # SQLite store: merge closed hours' chunks
+    snapshot_interval_s: float = Field(10.0, gt=0)  # alarm engine restore point (a crash replays readings since)
     enterprises: list[str] = Field(default_factory=list)  # partition: empty = all
     log_level: str = "INFO"
 

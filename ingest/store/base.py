@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from alerts.model import Alarm, AlarmEvent, Change
 from ingest.batch import ReadingBatch
 from plantwatch.domain import AlarmStatus, Level
@@ -51,6 +54,23 @@ class UnregisteredSensor:
     first_seen_ms: int
     last_seen_ms: int
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSince:
+    """Readings committed after a replay mark (see ``SQLiteReadingStore.readings_after``),
+    in commit order: ``keys[series[i]]`` is reading i's (enterprise, sensor); ``ts_ms`` and
+    ``received_ms`` are epoch ms; ``mark`` is the highest chunk id included."""
+
+    keys: list[tuple[str, str]]
+    series: npt.NDArray[np.int64]
+    ts_ms: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    received_ms: npt.NDArray[np.int64]
+    mark: int
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
 
 
 # -- errors -----------------------------------------------------------------------------
@@ -179,5 +199,6 @@ __all__ = [
     "StoreError",
     "StoreRejected",
     "StoreUnavailable",
+    "StoredSince",
     "UnregisteredSensor",
 ]

@@ -288,6 +288,40 @@ def test_compaction_keeps_answers_and_drops_duplicates(rstore: SQLiteReadingStor
     assert all(len(rows) == 40 for rows in before)
 
 
+def test_readings_after_a_mark_are_exactly_the_later_commits_in_commit_order(rstore: SQLiteReadingStore) -> None:
+    assert rstore.replay_mark() == 0
+    rstore.write_readings(grid_batch(4, 3, T0, seed=1))
+    mark = rstore.replay_mark()
+    later = [grid_batch(4, 3, T0 + 10_000 * (k + 1), seed=k + 2) for k in range(3)]
+    for b in later:
+        rstore.write_readings(b)
+    parts = list(rstore.readings_after(mark, max_readings=10))
+    assert [len(p) for p in parts] == [12, 12, 12]  # whole chunks (3 readings each) up to >= 10 readings
+    assert parts[-1].mark == rstore.replay_mark()
+    assert list(rstore.readings_after(parts[-1].mark)) == []
+    got = [(p.keys[i], t, v, rx) for p in parts for i, t, v, rx in
+           zip(p.series.tolist(), p.ts_ms.tolist(), p.value.tolist(), p.received_ms.tolist(), strict=True)]
+    want = []
+    for b in later:  # each commit's chunks: by sensor, then time
+        o = np.lexsort((b.ts_ms, b.sensor_id.astype(str)))
+        want += [(("E1", str(b.sensor_id[i])), int(b.ts_ms[i]), float(b.value[i]), int(b.received_ms[i])) for i in o]
+    assert got == want
+    assert sum(len(p) for p in rstore.readings_after(0)) == 48
+
+
+def test_compaction_never_lowers_the_highest_chunk_id(rstore: SQLiteReadingStore) -> None:
+    """The replay mark relies on it: a chunk committed after a mark must get a higher id,
+    even when compaction deleted and rewrote the chunk that held the highest one."""
+    old = grid_batch(2, 3, T0 - 3 * H, seed=1)
+    rstore.write_readings(old)
+    rstore.write_readings(old)  # the newest chunks are in an old hour: compaction rewrites them
+    mark = rstore.replay_mark()
+    assert rstore.compact(before_ms=T0) == 2
+    assert rstore.replay_mark() == mark
+    rstore.write_readings(grid_batch(2, 1, T0, seed=2))
+    assert [len(p) for p in rstore.readings_after(mark)] == [2]
+
+
 def _reference(writes: list[list[tuple[int, float]]]) -> dict[int, float]:
     first: dict[int, float] = {}
     for w in writes:
