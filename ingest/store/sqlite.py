@@ -337,34 +337,43 @@ class SQLiteReadingStore:
         service feeds them to the alarm engine after restoring a snapshot taken at ``mark``."""
         keys = {i: (e, s) for i, e, s in self._db.query("readings_after", "SELECT id, enterprise_id, sensor_id "
                                                         "FROM series")}
-        last = mark
-        while True:
+        try:
+            cur = self._db.reader().execute("SELECT id, series, n, ts, value, received FROM chunks WHERE id > ? "
+                                            "ORDER BY id", (mark,))
+        except sqlite3.Error as exc:
+            raise StoreError("sqlite", "readings_after", str(exc)) from None
+        try:  # closing the cursor ends the read transaction even when the caller stops early
             taken: list[Any] = []
             n = 0
-            while n < max_readings:
-                rows = self._db.query("readings_after", "SELECT id, series, n, ts, value, received FROM chunks "
-                                      "WHERE id > ? ORDER BY id LIMIT 1000", (last,))
+            while True:
+                rows = cur.fetchmany(4096)
                 for r in rows:
                     taken.append(r)
                     n += r[2]
                     if n >= max_readings:
-                        break
+                        yield self._stored_since(taken, keys)
+                        taken, n = [], 0
                 if not rows:
                     break
-                last = int(taken[-1][0])
-            if not taken:
-                return
-            sids = sorted({int(r[1]) for r in taken})
-            index = {sid: i for i, sid in enumerate(sids)}
-            yield StoredSince(
-                keys=[keys[sid] for sid in sids],
-                series=np.repeat(np.array([index[int(r[1])] for r in taken], np.int64),
-                                 np.array([r[2] for r in taken], np.int64)),
-                ts_ms=np.frombuffer(b"".join(r[3] for r in taken), dtype=_I64).astype(np.int64),
-                value=np.frombuffer(b"".join(r[4] for r in taken), dtype=_F64).astype(np.float64),
-                received_ms=np.frombuffer(b"".join(r[5] for r in taken), dtype=_I64).astype(np.int64),
-                mark=last,
-            )
+            if taken:
+                yield self._stored_since(taken, keys)
+        except sqlite3.Error as exc:
+            raise StoreError("sqlite", "readings_after", str(exc)) from None
+        finally:
+            cur.close()
+
+    @staticmethod
+    def _stored_since(taken: list[Any], keys: dict[int, tuple[str, str]]) -> StoredSince:
+        _, series, counts, ts, value, received = zip(*taken, strict=True)
+        sids, index = np.unique(np.array(series, np.int64), return_inverse=True)
+        return StoredSince(
+            keys=[keys[sid] for sid in sids.tolist()],
+            series=np.repeat(index.astype(np.int64), np.array(counts, np.int64)),
+            ts_ms=np.frombuffer(b"".join(ts), dtype=_I64).astype(np.int64),
+            value=np.frombuffer(b"".join(value), dtype=_F64).astype(np.float64),
+            received_ms=np.frombuffer(b"".join(received), dtype=_I64).astype(np.int64),
+            mark=int(taken[-1][0]),
+        )
 
     # -- reading ----------------------------------------------------------------------
     def _series_id(self, enterprise_id: str, sensor_id: str, op: str) -> int | None:
