@@ -100,6 +100,7 @@ class Compiled:
     votes: B
     temp_compound: B
     spark: B
+    red_while_running: B
     critical: B              # critical feeder
     run_min: F64             # dust.air_velocity: at or above this the area's fan runs, m/s (NaN = other kinds)
     main_meter: B            # power.active_power
@@ -177,7 +178,8 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
         flat_ms=np.zeros(n, np.int64), rate_floor=np.full(n, np.nan), rate_min=np.ones(n),
         rate_eta_ms=np.zeros(n, np.int64), dm_blue_ms=np.zeros(n, np.int64),
         dm_yellow_ms=np.zeros(n, np.int64), votes=np.zeros(n, bool), temp_compound=np.zeros(n, bool),
-        spark=np.zeros(n, bool), critical=np.zeros(n, bool), run_min=np.full(n, np.nan), main_meter=np.zeros(n, bool),
+        spark=np.zeros(n, bool), red_while_running=np.zeros(n, bool), critical=np.zeros(n, bool),
+        run_min=np.full(n, np.nan), main_meter=np.zeros(n, bool),
         ent=np.full(n, -1, np.int32), dev=np.full(n, -1, np.int32), area=np.full(n, -1, np.int32),
         ent_ids=[], dev_keys=[], area_keys=[], dev_anchor=np.zeros(0, np.int32),
         area_anchor=np.zeros(0, np.int32), ent_status=[], ent_capacity=np.zeros(0),
@@ -394,3 +396,4 @@ def _compile_row(c: Compiled, i: int, s: Sensor, enterprises: Mapping[str, Enter
     c.votes[i] = kr.votes
     c.temp_compound[i] = kr.compound_temperature
     c.spark[i] = kr.spark_source
+    c.red_while_running[i] = kr.red_while_running

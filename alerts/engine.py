@@ -243,6 +243,10 @@ class AlarmEngine:
         self._lk_pdiff = rows("dust.pressure_diff", extra=~np.isnan(cfg.baseline))
         self._lk_cand = np.concatenate([self._lk_water, self._lk_h2, self._lk_rcd, self._lk_temp,
                                         self._lk_pdiff]).astype(np.int32)
+        # equipment state per area (index -1 = no area), refreshed by every tick
+        self._fan_runs = np.zeros(len(cfg.area_keys) + 1, bool)
+        self._fan_stopped = np.zeros(len(cfg.area_keys) + 1, bool)
+        self._gate_red = bool(cfg.red_while_running.any())
 
     @property
     def size(self) -> int:
@@ -449,7 +453,20 @@ class AlarmEngine:
         x = self._ladder_x(name, rows, v, ts, in_ring)
         new = det.ladder_step(lad, self._st[f"on_{name}"], self._st[f"off_{name}"],
                               rows, x, ts, prev, late)
+        if name == "high" and self._gate_red:
+            new = self._hold_red_while_stopped(rows, new)
         self._set(rule, rows, new, v, ts, out)
+
+    def _hold_red_while_stopped(self, rows: I32, new: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:
+        """Valves: "fault > 10 min *while running*" (DOMAIN.md): the red is held at orange while
+        the area's dust equipment is known to be stopped. The red's delay-on timer keeps
+        running, so the row stays busy and the first tick after the fan starts raises it."""
+        cfg = self._cfg
+        held = cfg.red_while_running[rows] & (new > Level.ORANGE)
+        if held.any():
+            held &= self._fan_stopped[cfg.area[rows]]
+            new = np.where(held, np.int8(Level.ORANGE), new).astype(np.int8, copy=False)
+        return new
 
     def _round(self, r: I32, t: I64, v: F64, now_ms: int, out: _Out) -> None:
         """One round of unique rows: quiet rows take the fast path, the rest the full rule set."""
@@ -657,6 +674,29 @@ class AlarmEngine:
         ts = np.maximum(st["last_ts"][temps], ls) if tick_ts is None else np.full(len(temps), tick_ts, np.int64)
         self._set(R_COMP, temps, new, st["last_v"][temps].astype(np.float64), ts, out)
 
+    def _fresh(self, r: I32, now_ms: int) -> npt.NDArray[np.bool_]:
+        """Rows whose newest reading is not older than their deadman's blue time."""
+        lt = self._st["last_ts"][r]
+        return np.asarray((lt != NO_TS) & (now_ms - lt <= self._cfg.dm_blue_ms[r]), dtype=bool)
+
+    def _area_any(self, r: I32, m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Per area (index -1 = no area, the last entry): does any of rows ``r[m]`` lie in it."""
+        out_a = np.zeros(len(self._cfg.area_keys) + 1, bool)
+        out_a[self._cfg.area[r[m]]] = True
+        return out_a
+
+    def _equipment(self, now_ms: int) -> None:
+        """Dust equipment per area from fresh duct air velocities: runs when one reads at or
+        above ``run_min``; known stopped when fresh ones exist and none does (no fresh signal:
+        unknown, neither)."""
+        fan = self._lk_fan
+        if not len(fan):
+            return
+        fresh = self._fresh(fan, now_ms)
+        runs = fresh & (self._st["last_v"][fan] >= self._cfg.run_min[fan])
+        self._fan_runs = self._area_any(fan, runs)
+        self._fan_stopped = self._area_any(fan, fresh) & ~self._fan_runs
+
     def _interlock(self, now_ms: int, out: _Out) -> None:
         """Interlock reds (DOMAIN.md red column, [P]), evaluated on the wall clock in ``tick``.
 
@@ -679,20 +719,10 @@ class AlarmEngine:
             return
         cfg, st = self._cfg, self._st
         lv = st["level"]
-        na = len(cfg.area_keys)
-
-        def fresh(r: I32) -> npt.NDArray[np.bool_]:
-            lt = st["last_ts"][r]
-            return np.asarray((lt != NO_TS) & (now_ms - lt <= cfg.dm_blue_ms[r]), dtype=bool)
-
-        def any_in_area(r: I32, m: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-            out_a = np.zeros(na + 1, bool)
-            out_a[cfg.area[r[m]]] = True
-            return out_a
-
-        fan, feed, temp, valve = self._lk_fan, self._lk_feed, self._lk_temp, self._lk_valve
-        fan_runs = any_in_area(fan, fresh(fan) & (st["last_v"][fan] >= cfg.run_min[fan]))
-        vent_off = any_in_area(feed, fresh(feed) & (st["last_v"][feed] <= FEEDER_ZERO_A))
+        any_in_area, fresh = self._area_any, self._fresh
+        feed, temp, valve = self._lk_feed, self._lk_temp, self._lk_valve
+        fan_runs = self._fan_runs
+        vent_off = any_in_area(feed, fresh(feed, now_ms) & (st["last_v"][feed] <= FEEDER_ZERO_A))
         t_hi = lv[temp, R_HIGH]
         temp_alarm = any_in_area(temp, t_hi >= INTERLOCK_TEMP_LEVEL)
         temp_rise = temp_alarm | any_in_area(temp, lv[temp, R_BASE] > 0)
@@ -734,6 +764,7 @@ class AlarmEngine:
         if n == 0:
             return out.build()
         st, cfg = self._st, self._cfg
+        self._equipment(now_ms)
         seen = st["seen_ms"][:n]
         seen[seen == NO_TS] = now_ms  # never-seen sensors: deadman counts from the first tick
         ref = np.maximum(seen, self._dev_since[self._row_dev])

@@ -89,6 +89,9 @@ class KindRules:
     #: dust temperature: compound red with a recent spark in the same area.
     compound_temperature: bool = False
     spark_source: bool = False
+    #: the high rule's red needs the area's dust equipment running: while a fresh duct air
+    #: velocity shows the fan stopped it is held at orange (no fan signal counts as running).
+    red_while_running: bool = False
 
 
 DAY_S = 86400.0
@@ -142,8 +145,10 @@ KIND_RULES: dict[str, KindRules] = {
     # sparks in the last minute (ring buffer): 1 yellow, >= 3 orange [P].
     "dust.spark": KindRules(high=Ladder(yellow=1.0, orange=3.0, deadband=0.5), spark_source=True),
     # valve fault (1) -> orange; fault held > 10 min -> red [P].
-    "dust.rotary_valve": KindRules(high=Ladder(orange=0.5, red=0.5, delay_s={"red": 600.0}, deadband=0.0)),
-    "dust.isolation_valve": KindRules(high=Ladder(orange=0.5, red=0.5, delay_s={"red": 600.0}, deadband=0.0)),
+    "dust.rotary_valve": KindRules(high=Ladder(orange=0.5, red=0.5, delay_s={"red": 600.0}, deadband=0.0),
+                                   red_while_running=True),
+    "dust.isolation_valve": KindRules(high=Ladder(orange=0.5, red=0.5, delay_s={"red": 600.0}, deadband=0.0),
+                                      red_while_running=True),
     # below params.low_limit: yellow [S mandatory points], held > 2 min orange [P].
     "dust.water_level": KindRules(flatline_s=DAY_S, uses_low_limit=True),
     "dust.water_flow": KindRules(flatline_s=DAY_S, uses_low_limit=True),

@@ -129,3 +129,40 @@ def test_no_interlock_without_an_area() -> None:
                      sensor("AV-1", "dust.air_velocity", area="")])
     feed(e, [0, 1], [T0, T0], [0.3, 15.0])
     assert lock(e, T0 + 1 * S) == []
+
+
+def _valve_fault_for(e: AlarmEngine, valve: int, seconds: int, *, fan: int | None = None,
+                     fan_value: float = 15.0) -> None:
+    """The valve reports a fault every 10 s (and the fan its velocity), ticking each time."""
+    for i in range(0, seconds, 10):
+        feed(e, valve, T0 + i * S, 1.0)
+        if fan is not None:
+            feed(e, fan, T0 + i * S, fan_value)
+        e.tick(T0 + i * S + 1)
+
+
+def test_valve_fault_red_after_10_min_only_while_the_dust_equipment_runs() -> None:
+    """DOMAIN.md valves: red = "fault > 10 min while running"; a stopped line's stuck valve stays orange."""
+    e = make_engine([sensor("RV-1", "dust.rotary_valve", area="DC1", interval_s=10.0),
+                     sensor("AV-1", "dust.air_velocity", area="DC1", interval_s=10.0)])
+    _valve_fault_for(e, 0, 900, fan=1, fan_value=0.2)          # 15 min of fault, fan stopped
+    assert e.level(0, "high") == Level.ORANGE
+    feed(e, 1, T0 + 900 * S, 15.0)                              # the fan starts
+    tr = e.tick(T0 + 900 * S + 500)                            # the next tick raises the held red
+    assert of_rule(e, tr, "high") == [(0, "orange", "red")]
+    feed(e, 1, T0 + 905 * S, 0.1)                               # it stops again
+    assert of_rule(e, e.tick(T0 + 905 * S + 500), "high") == [(0, "red", "orange")]
+
+
+def test_valve_fault_red_after_10_min_while_running_or_without_a_fan_signal() -> None:
+    running = make_engine([sensor("IV-1", "dust.isolation_valve", area="DC1", interval_s=10.0),
+                           sensor("AV-1", "dust.air_velocity", area="DC1", interval_s=10.0)])
+    _valve_fault_for(running, 0, 600, fan=1)
+    assert running.level(0, "high") == Level.ORANGE             # 590 s of fault
+    assert of_rule(running, feed(running, 0, T0 + 600 * S, 1.0), "high") == [(0, "orange", "red")]
+    # no air-velocity sensor in the area (or only a stale one): unknown counts as running
+    blind = make_engine([sensor("IV-1", "dust.isolation_valve", area="DC1", interval_s=10.0),
+                         sensor("AV-1", "dust.air_velocity", area="DC1", interval_s=10.0)])
+    feed(blind, 1, T0, 0.2)                                     # stopped, then silent for 10 min
+    _valve_fault_for(blind, 0, 600)
+    assert of_rule(blind, feed(blind, 0, T0 + 600 * S, 1.0), "high") == [(0, "orange", "red")]
