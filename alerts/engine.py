@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from alerts import _engine_kernels as _rk
 from alerts import detectors as det
 from alerts.compile import FEEDER_ZERO_A, Compiled, LadderArrays, compile_config
 from alerts.power import PowerAnalytics
@@ -59,6 +60,7 @@ _LADDERS = ("high", "low", "baseline", "overload")
 SORT_MIN_ROWS = 4096
 """A batch of unique rows at least this large (and covering at least 1/8 of the capacity) in
 random order is put in row order before evaluation (see ``evaluate``)."""
+_NO_LATE = np.zeros(0, bool)
 _LADDER_RULE = {"high": R_HIGH, "low": R_LOW, "baseline": R_BASE, "overload": RULE["overload"]}
 
 
@@ -103,11 +105,12 @@ class AlarmEngine:
     kept for detectors; memory per sensor is :meth:`bytes_per_sensor`. ``anomaly`` wires
     :class:`alerts.anomaly.AnomalyScorer` as rule ``anomaly`` (its cost dominates when on).
     ``fast_path=False`` sends every reading through the full rule set (same results; used
-    by tests as the reference).
+    by tests as the reference). ``kernel=False`` runs the numpy formulation of the
+    per-round fast path instead of its compiled kernels (same results; the reference).
     """
 
     def __init__(self, sensors: list[Sensor], enterprises: Mapping[str, Enterprise], *,
-                 window: int = 16, anomaly: bool = True, fast_path: bool = True) -> None:
+                 window: int = 16, anomaly: bool = True, fast_path: bool = True, kernel: bool = True) -> None:
         if window < 2:
             raise ValueError(f"window must be >= 2 readings, got {window}")
         self.rule_names: list[str] = list(RULE_NAMES)
@@ -140,6 +143,9 @@ class AlarmEngine:
         self._anomaly: Any = None
         self._anomaly_on = anomaly
         self._fast_path = fast_path
+        self._kernel = kernel
+        self._code = np.empty(1024, np.int8)    # scratch of the compiled round: per-reading code
+        self._fs = np.empty(1024, np.int64)     # and flat-since time
         self.sync(sensors, enterprises)
 
     # -- configuration -------------------------------------------------------------------
@@ -393,6 +399,10 @@ class AlarmEngine:
         rows = np.concatenate(self._dirty)  # duplicates are harmless (same flag written twice)
         self._dirty.clear()
         st = self._st
+        if self._kernel:
+            _rk.settle(rows, st["level"], *(st[f"{k}_{name}"] for name in _LADDERS for k in ("on", "off")),
+                       st["busy"], self._q_hi, self._cfg.q_hi)
+            return
         busy = st["level"][rows].any(axis=1)
         for name in _LADDERS:
             busy |= (st[f"on_{name}"][rows] != NO_TS).any(axis=1) | (st[f"off_{name}"][rows] != NO_TS)
@@ -451,8 +461,14 @@ class AlarmEngine:
             rows, v, ts, prev = rows[i], v[i], ts[i], prev[i]
             late = None if late is None else late[i]
         x = self._ladder_x(name, rows, v, ts, in_ring)
-        new = det.ladder_step(lad, self._st[f"on_{name}"], self._st[f"off_{name}"],
-                              rows, x, ts, prev, late)
+        if self._kernel:
+            new = np.empty(len(rows), np.int8)
+            _rk.ladder_step(lad.thr, lad.clr, lad.don_ms, lad.doff_ms, self._st[f"on_{name}"],
+                            self._st[f"off_{name}"], rows, np.asarray(x, np.float64), np.asarray(ts, np.int64),
+                            prev, _NO_LATE if late is None else late, late is not None, new)
+        else:
+            new = det.ladder_step(lad, self._st[f"on_{name}"], self._st[f"off_{name}"],
+                                  rows, x, ts, prev, late)
         if name == "high" and self._gate_red:
             new = self._hold_red_while_stopped(rows, new)
         self._set(rule, rows, new, v, ts, out)
@@ -469,7 +485,34 @@ class AlarmEngine:
         return new
 
     def _round(self, r: I32, t: I64, v: F64, now_ms: int, out: _Out) -> None:
-        """One round of unique rows: quiet rows take the fast path, the rest the full rule set."""
+        """One round of unique rows: quiet rows take the fast path, the rest the full rule set.
+
+        Compiled (:mod:`alerts._engine_kernels`): two passes over the rows instead of ~15; the
+        numpy formulation :meth:`_round_numpy` is the reference (``kernel=False``)."""
+        if not self._kernel:
+            self._round_numpy(r, t, v, now_ms, out)
+            return
+        st, cfg = self._st, self._cfg
+        n = len(r)
+        if len(self._code) < n:
+            self._code = np.empty(max(n, 2 * len(self._code)), np.int8)
+            self._fs = np.empty(len(self._code), np.int64)
+        code, fs = self._code[:n], self._fs[:n]
+        n_slow = _rk.classify(r, t, v, st["last_ts"], st["last_v"], st["flat_since"], self._q_hi, cfg.q_lo,
+                              cfg.flat_ms, code, fs)
+        if self._anomaly is not None:
+            io = np.flatnonzero((code == _rk.QUIET) | (code == _rk.SLOW))
+            self._anomaly_rule(r[io], t[io], v[io], out)
+        if n_slow < n:
+            _rk.quiet_update(r, t, v, code, fs, now_ms, st["seen_ms"], st["last_ts"], st["last_v"],
+                             st["flat_since"], st["count"], self._ring_v, self._ring_t)
+        if n_slow:
+            si = np.flatnonzero(code >= _rk.SLOW)
+            self._slow(r[si], t[si], v[si], code[si] == _rk.LATE, now_ms, out)
+            self._settle()  # the next round of this batch must see the new busy flags
+
+    def _round_numpy(self, r: I32, t: I64, v: F64, now_ms: int, out: _Out) -> None:
+        """The numpy formulation of :meth:`_round` (the reference for its compiled kernels)."""
         st, cfg = self._st, self._cfg
         last_ts = st["last_ts"][r]
         dup = (t == last_ts) & (v == st["last_v"][r])

@@ -107,6 +107,26 @@ def test_fast_path_equals_full_rule_set(ser: Any) -> None:
     assert run(fast, ser) == run(full, ser)
 
 
+# values from a few levels, so that repeats (redeliveries), flat runs and crossings are common
+coarse_reading = st.tuples(st.integers(-1, N - 1), st.integers(0, 120),
+                           st.sampled_from([0.0, 0.05, 0.3, 0.45, 0.6, 0.9, 1.1]) | st.floats(0.0, 1.2))
+coarse_series = st.lists(st.tuples(st.lists(coarse_reading, max_size=12), st.booleans()), min_size=1, max_size=16)
+
+
+@PROPS
+@given(coarse_series, st.booleans())
+def test_compiled_kernels_equal_the_numpy_formulation(ser: Any, anomaly: bool) -> None:
+    """The hot path's numba kernels (quiet round, ladder step, busy flags) against the numpy
+    reference: the same transitions after every call and the same state at the end."""
+    compiled = make_engine(sensors(), anomaly=anomaly)
+    reference = make_engine(sensors(), anomaly=anomaly, kernel=False)
+    assert run(compiled, ser) == run(reference, ser)
+    a, b = compiled.snapshot(), reference.snapshot()
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
 @PROPS
 @given(batch)
 def test_one_level_per_row_and_rule_and_transitions_chain(b: list[tuple[int, int, float]]) -> None:

@@ -1,0 +1,140 @@
+"""Compiled kernels of the alarm engine's hot path (numba): the per-round fast path of
+:meth:`alerts.engine.AlarmEngine._round` and the graded-threshold step.
+
+The numpy formulation in ``AlarmEngine._round_numpy`` is the specification and the test
+oracle. It makes ~15 whole-array passes per round: gathers of each row's newest reading,
+the quiet bounds and the flatline state; the state writes for every row; and a save and
+restore of what those writes overwrite on the rows that need the full rule set. These two
+kernels walk the rows once each and touch a row's state only where it changes. The
+results are identical to the numpy path (no arithmetic on values, only comparisons and
+copies). ``tests/alerts/test_engine_props.py`` compares the two on random streams.
+
+Codes written by :func:`classify`: 0 the newest reading again (ignored), 1 quiet (state
+update only), 2 the full rule set (in order), 3 the full rule set (late).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from alerts.state import NO_TS
+
+DUP, QUIET, SLOW, LATE = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True)
+def classify(r, t, v, last_ts, last_v, flat_since, q_hi, q_lo, flat_ms,  # type: ignore[no-untyped-def]
+             code, fs):  # pragma: no cover - compiled
+    """Per reading: ``code[i]`` (above) and its flat-since time ``fs[i]``. Returns the
+    number of readings that need the full rule set (codes 2 and 3)."""
+    n_slow = 0
+    for i in range(r.shape[0]):
+        ri = r[i]
+        ti = t[i]
+        vi = v[i]
+        lt = last_ts[ri]
+        lv = last_v[ri]
+        if ti == lt and vi == lv:
+            code[i] = DUP
+            continue
+        f = ti if vi != lv else flat_since[ri]  # NaN last value: differs, flat from now
+        fs[i] = f
+        if ti < lt:
+            code[i] = LATE
+            n_slow += 1
+        elif vi >= q_hi[ri] or vi <= q_lo[ri] or ti - f >= flat_ms[ri]:
+            code[i] = SLOW
+            n_slow += 1
+        else:
+            code[i] = QUIET
+    return n_slow
+
+
+@njit(cache=True, nogil=True)
+def quiet_update(r, t, v, code, fs, now_ms, seen, last_ts, last_v, flat_since,  # type: ignore[no-untyped-def]
+                 count, ring_v, ring_t):  # pragma: no cover - compiled
+    """State update of the quiet readings (code 1): newest reading, flat-since, the ring
+    (position-major ``(window, cap)``) and the sample count."""
+    w = ring_v.shape[0]
+    mask = w - 1 if w & (w - 1) == 0 else -1  # power-of-two window: a mask instead of a division
+    for i in range(r.shape[0]):
+        if code[i] != QUIET:
+            continue
+        ri = r[i]
+        seen[ri] = now_ms
+        last_ts[ri] = t[i]
+        last_v[ri] = v[i]
+        flat_since[ri] = fs[i]
+        c = count[ri]
+        pos = c & mask if mask >= 0 else c % w
+        ring_v[pos, ri] = v[i]
+        ring_t[pos, ri] = t[i]
+        count[ri] = c + 1
+
+
+@njit(cache=True, nogil=True)
+def ladder_step(thr, clr, don, doff, on_since, off_since, rows, x, ts, prev,  # type: ignore[no-untyped-def]
+                late, any_late, new):  # pragma: no cover - compiled
+    """:func:`alerts.detectors.ladder_step` for one round, row by row (the numpy function is
+    the specification; the same comparisons in the same order). Writes ``new`` (int8)."""
+    no_ts = NO_TS
+    for i in range(rows.shape[0]):
+        ri = rows[i]
+        xi = x[i]
+        ti = ts[i]
+        li = any_late and late[i]
+        raw = 0
+        hold = 0
+        for lv in range(4):
+            cond = xi >= thr[ri, lv]
+            delayed = don[ri, lv] > 0
+            on = on_since[ri, lv]
+            if not li:
+                on = (on if on != no_ts else ti) if (cond and delayed) else no_ts
+                on_since[ri, lv] = on
+            if cond and (not delayed or (on != no_ts and ti - on >= don[ri, lv])):
+                raw = lv + 1
+            if xi >= clr[ri, lv]:
+                hold = lv + 1
+        p = prev[i]
+        if li:  # a late reading only escalates, with the timers already running
+            new[i] = max(p, raw)
+            continue
+        target = max(raw, min(p, hold))
+        if target < p:
+            off = off_since[ri]
+            off = off if off != no_ts else ti
+            if ti - off >= doff[ri]:
+                off_since[ri] = no_ts
+                new[i] = target
+            else:
+                off_since[ri] = off
+                new[i] = p
+        else:
+            off_since[ri] = no_ts
+            new[i] = target
+
+
+@njit(cache=True, nogil=True)
+def settle(rows, level, on_a, off_a, on_b, off_b, on_c, off_c, on_d, off_d,  # type: ignore[no-untyped-def]
+           busy, q_hi, q_hi_cfg):  # pragma: no cover - compiled
+    """``busy`` = a level, or a delay-on / delay-off timer of one of the four ladders, is set;
+    busy rows are never quiet (``q_hi = -inf``), the others take the compiled quiet bound."""
+    no_ts = NO_TS
+    for i in range(rows.shape[0]):
+        ri = rows[i]
+        b = False
+        for k in range(level.shape[1]):
+            if level[ri, k] != 0:
+                b = True
+                break
+        if not b:
+            b = (off_a[ri] != no_ts) | (off_b[ri] != no_ts) | (off_c[ri] != no_ts) | (off_d[ri] != no_ts)
+        if not b:
+            for k in range(4):
+                if (on_a[ri, k] != no_ts) | (on_b[ri, k] != no_ts) | (on_c[ri, k] != no_ts) | (on_d[ri, k] != no_ts):
+                    b = True
+                    break
+        busy[ri] = b
+        q_hi[ri] = -np.inf if b else q_hi_cfg[ri]
