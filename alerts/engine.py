@@ -56,7 +56,7 @@ R_HIGH, R_LOW, R_RATE, R_FLAT, R_RANGE = RULE["high"], RULE["low"], RULE["rate"]
 R_DEAD, R_GW, R_BASE, R_COMP, R_VOTE = (RULE["deadman"], RULE["gateway_offline"], RULE["baseline"],
                                         RULE["compound"], RULE["area_vote"])
 R_ANOM, R_LOCK = RULE["anomaly"], RULE["interlock"]
-_LADDERS = ("high", "low", "baseline", "overload")
+_LADDERS = ("high", "low", "baseline", "overload")  # _settle hands these four to the compiled kernel by name
 SORT_MIN_ROWS = 4096
 """A batch of unique rows at least this large (and covering at least 1/8 of the capacity) in
 random order is put in row order before evaluation (see ``evaluate``)."""
@@ -400,7 +400,8 @@ class AlarmEngine:
         self._dirty.clear()
         st = self._st
         if self._kernel:
-            _rk.settle(rows, st["level"], *(st[f"{k}_{name}"] for name in _LADDERS for k in ("on", "off")),
+            _rk.settle(rows, st["level"], st["on_high"], st["off_high"], st["on_low"], st["off_low"],
+                       st["on_baseline"], st["off_baseline"], st["on_overload"], st["off_overload"],
                        st["busy"], self._q_hi, self._cfg.q_hi)
             return
         busy = st["level"][rows].any(axis=1)
