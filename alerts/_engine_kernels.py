@@ -138,3 +138,46 @@ def settle(rows, level, on_a, off_a, on_b, off_b, on_c, off_c, on_d, off_d,  # t
                     break
         busy[ri] = b
         q_hi[ri] = -np.inf if b else q_hi_cfg[ri]
+
+
+@njit(cache=True, nogil=True)
+def unique_rows(r, mark):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """True when no row repeats in ``r``. ``mark`` (one slot per row) is -1 on entry and on exit."""
+    n = r.shape[0]
+    ok = True
+    k = 0
+    while k < n:
+        ri = r[k]
+        if mark[ri] >= 0:
+            ok = False
+            break
+        mark[ri] = k
+        k += 1
+    for i in range(k):
+        mark[r[i]] = -1
+    return ok
+
+
+@njit(cache=True, nogil=True)
+def row_order(r, t, v, mark, limit, r2, t2, v2):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """If no row repeats in ``r``: write the readings in row order to ``r2, t2, v2`` and return
+    True (else False, outputs unspecified). Rows are below ``limit``; ``mark`` is -1 on entry
+    and on exit. Two passes: a scatter of positions, then a scan of the marks in row order."""
+    n = r.shape[0]
+    for k in range(n):
+        ri = r[k]
+        if mark[ri] >= 0:
+            for i in range(k):
+                mark[r[i]] = -1
+            return False
+        mark[ri] = k
+    j = 0
+    for row in range(limit):
+        p = mark[row]
+        if p >= 0:
+            r2[j] = row
+            t2[j] = t[p]
+            v2[j] = v[p]
+            mark[row] = -1
+            j += 1
+    return True

@@ -349,6 +349,14 @@ class AlarmEngine:
         in_order = n < 2 or bool((r[1:] > r[:-1]).all())
         if in_order:
             unique = True  # strictly increasing: one pass
+        elif self._kernel:
+            if n >= SORT_MIN_ROWS and n * 8 >= len(mark):
+                r2, t2, v2 = np.empty(n, r.dtype), np.empty(n, np.int64), np.empty(n, np.float64)
+                unique = bool(_rk.row_order(r, t, v, mark, self._n, r2, t2, v2))
+                if unique:
+                    r, t, v = r2, t2, v2
+            else:
+                unique = bool(_rk.unique_rows(r, mark))
         else:
             mark[r] = idx
             if n == self._n:  # every sensor once (the usual full-fleet batch): mark is the permutation
