@@ -187,9 +187,12 @@ def test_large_batches_with_repeated_rows_match_the_numpy_reference() -> None:
     and bursts): the compiled reorder must fall back to rounds exactly like the numpy path."""
     rng = np.random.default_rng(11)
     n = 5000
-    fleet = [sensor(f"S{i}", KINDS[i % N], area=f"A{i // 40}", interval_s=5.0,
-                    **({"baseline": 1000.0} if KINDS[i % N] == "dust.pressure_diff" else {})) for i in range(n)]
+    fleet = []
+    for i in range(n):
+        params: dict[str, Any] = {"baseline": 1000.0} if KINDS[i % N] == "dust.pressure_diff" else {}
+        fleet.append(sensor(f"S{i}", KINDS[i % N], area=f"A{i // 40}", interval_s=5.0, **params))
     compiled, reference = make_engine(fleet), make_engine(list(fleet), kernel=False)
+    prev: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
     for b in range(8):
         rows = np.concatenate([np.arange(n), rng.integers(0, n, 1500 if b % 2 else 0)]).astype(np.int32)
         rows = rows[rng.permutation(len(rows))]
