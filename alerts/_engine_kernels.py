@@ -181,3 +181,19 @@ def row_order(r, t, v, mark, limit, r2, t2, v2):  # type: ignore[no-untyped-def]
             mark[row] = -1
             j += 1
     return True
+
+
+def warm() -> None:
+    """Compile (or load from numba's cache) every kernel for the row dtypes the engine passes
+    (intp from ``evaluate``, int32 from ``tick`` and the slow path), so that the first batch
+    does not pay ~1 s of compilation."""
+    f8, i8, b1, i1 = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int8)
+    f8_4, i8_4, i1_2 = np.zeros((0, 4)), np.zeros((0, 4), np.int64), np.zeros((0, 2), np.int8)
+    mark = np.zeros(0, np.intp)
+    for rows in (np.zeros(0, np.intp), np.zeros(0, np.int32)):
+        classify(rows, i8, f8, i8, f8, i8, f8, f8, i8, i1, i8)
+        quiet_update(rows, i8, f8, i1, i8, 0, i8, i8, f8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64))
+        ladder_step(f8_4, f8_4, i8_4, i8, i8_4, i8, rows, f8, i8, i1, b1, False, i1)
+        settle(rows, i1_2, i8_4, i8, i8_4, i8, i8_4, i8, i8_4, i8, b1, f8, f8)
+    unique_rows(np.zeros(0, np.intp), mark)
+    row_order(np.zeros(0, np.intp), i8, f8, mark, 0, np.zeros(0, np.intp), i8, f8)

@@ -144,6 +144,8 @@ class AlarmEngine:
         self._anomaly_on = anomaly
         self._fast_path = fast_path
         self._kernel = kernel
+        if kernel:
+            _rk.warm()
         self._code = np.empty(1024, np.int8)    # scratch of the compiled round: per-reading code
         self._fs = np.empty(1024, np.int64)     # and flat-since time
         self.sync(sensors, enterprises)

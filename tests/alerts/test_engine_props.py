@@ -206,3 +206,24 @@ def test_large_batches_with_repeated_rows_match_the_numpy_reference() -> None:
     sa, sb = compiled.snapshot(), reference.snapshot()
     for k in sa:
         assert np.array_equal(sa[k], sb[k], equal_nan=sa[k].dtype.kind == "f"), k
+
+
+def test_the_compiled_kernels_are_ready_before_the_first_batch() -> None:
+    """Engine construction compiles every kernel signature the hot path uses, so no batch
+    waits for numba (a new signature would compile on the spot, ~1 s)."""
+    from alerts import _engine_kernels as rk
+
+    kernels = [rk.classify, rk.quiet_update, rk.ladder_step, rk.settle, rk.unique_rows, rk.row_order]
+    rng = np.random.default_rng(3)
+    n = 5000
+    e = make_engine([sensor(f"S{i}", KINDS[i % N], area=f"A{i // 40}", interval_s=5.0,
+                            baseline=1000.0) for i in range(n)], anomaly=True)
+    before = [list(k.signatures) for k in kernels]
+    for b in range(6):
+        rows = rng.permutation(n).astype(np.int32) if b % 2 else np.arange(n, dtype=np.int32)
+        vals = rng.random(n) * 1.2 * SCALE[rows % N]
+        e.evaluate(rows, np.full(n, T0 + b * 5000, np.int64), vals, T0 + b * 5000 + 100)
+        e.evaluate(rows[:50], np.full(50, T0 + b * 5000 - 1000, np.int64), vals[:50], T0 + b * 5000 + 200)  # late
+        e.evaluate(np.array([1, 1, 2], np.int32), np.array([1, 2, 3]) + T0 + b * 5000, np.ones(3), T0 + b * 5000)
+        e.tick(T0 + b * 5000 + 3000)
+    assert [list(k.signatures) for k in kernels] == before
