@@ -10,7 +10,7 @@ snapshot) and a new service is opened on its data directory.
 
 from __future__ import annotations
 
-import io
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import pytest
 from alerts.engine import AlarmEngine
 from plantwatch.clock import FakeClock
 from plantwatch.domain import Level
-from plantwatch.service import ENGINE_SNAPSHOT, REPLAY_MARK, Service
+from plantwatch.service import REPLAY_MARK, Service
 from plantwatch.settings import Settings
 
 T0 = 1_795_459_488_000
@@ -190,10 +190,8 @@ async def test_the_snapshot_alone_would_have_lost_the_running_red_timer(tmp_path
         crashed.snapshot_engine()
         _run([crashed], clock, range(60, 160), 101)
         row = crashed.registry.row_of("E1", "GT-1")
-        snap = crashed.alarms.load_snapshot(ENGINE_SNAPSHOT)
-        assert snap is not None
         engine = AlarmEngine(crashed.registry.sensors, crashed.registry.enterprises)
-        with np.load(io.BytesIO(snap), allow_pickle=False) as npz:
+        with np.load(crashed.engine_snapshot_path, allow_pickle=False) as npz:
             engine.restore({k: npz[k] for k in npz.files if k != REPLAY_MARK})
         assert engine.level(row, "high") == Level.YELLOW  # at the snapshot GT-1 was at 30 %LEL
         clock.now = T0 + 165_000
@@ -206,3 +204,25 @@ async def test_the_snapshot_alone_would_have_lost_the_running_red_timer(tmp_path
         crashed.pipeline.close()
         crashed.readings.close()
         crashed.alarms.close()
+
+
+async def test_the_ticker_writes_the_snapshot_off_the_event_loop_and_keeps_later_gateway_statuses(
+        tmp_path: Path) -> None:
+    """The periodic snapshot is copied on the loop and written by a worker thread; a gateway
+    status that arrives while it is being written stays in the log for the next one."""
+    clock = FakeClock(T0)
+    svc = _service(tmp_path / "svc", clock)
+    try:
+        _run([svc], clock, range(0, 5), 1)
+        svc.on_gateway_status("E1", "GW2", False, clock())
+        write = asyncio.create_task(svc.snapshot_engine_async())
+        await asyncio.sleep(0)  # one loop turn: the task has copied the state and handed it to the thread
+        assert not write.done()
+        svc.on_gateway_status("E1", "GW2", True, clock() + 1)  # while the file is being written
+        await write
+        assert svc.engine_snapshot_path.exists()
+        assert not svc.engine_snapshot_path.with_name("engine.npz.tmp").exists()
+        logged = json.loads(svc.alarms.load_snapshot("gateway_log") or b"[]")
+        assert [(e[1], e[2]) for e in logged] == [("GW2", True)]
+    finally:
+        await svc.stop()
