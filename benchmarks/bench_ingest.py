@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest.batch import ReadingBatch
 from ingest.pipeline import WRITE_SLICE, Pipeline
 from ingest.store.sqlite import SQLiteReadingStore
-from ingest.store.writer import WriterProcess
+from ingest.store.writer import ThreadWriter, WriterProcess
 from plantwatch.metrics import Metrics
 from plantwatch.registry import Enterprise, Registry, Sensor
 from plantwatch.settings import Settings
@@ -142,8 +142,8 @@ class CountingWriter:
 
         self.inner.submit(batch, counted)
 
-    def start(self) -> None:
-        self.inner.start()
+    def start(self, *, wait_s: float = 0.0) -> None:
+        self.inner.start(wait_s=wait_s)
 
     def start_and_wait(self) -> None:
         self.inner.start(wait_s=30.0)
@@ -244,6 +244,8 @@ def drain_pipeline(broker: Broker, client_id: str, n_readings: int, data_dir: Pa
     writer: CountingWriter | None = None
     if WRITER == "process" and STORE == "sqlite":
         writer = CountingWriter(WriterProcess(data_dir / f"{client_id}.sqlite3"), n_readings)
+    elif WRITER == "process":  # the service's default for InfluxDB: a writer thread
+        writer = CountingWriter(ThreadWriter(inner), n_readings)
     done: Any = writer if writer is not None else store
     settings = Settings(mqtt_url=broker.url, mqtt_client_id=client_id, max_past_age_s=30 * 86400.0)
     pipe = Pipeline(settings, reg, store, make_sink(reg, SINK), Metrics(), writer=writer)

@@ -28,7 +28,7 @@ from alerts.transitions import Transitions
 from ingest.batch import ReadingBatch
 from ingest.pipeline import Pipeline
 from ingest.store import SQLiteReadingStore, open_stores
-from ingest.store.writer import WriterProcess
+from ingest.store.writer import ThreadWriter, WriterProcess
 from plantwatch.clock import Clock, wall_ms
 from plantwatch.domain import ALARM_LEVELS, AlarmStatus, Level
 from plantwatch.hub import EventHub
@@ -93,9 +93,12 @@ class Service:
         )
         self.book.load(self.alarms.load_open_alarms())
         self.hub = EventHub()
-        writer = None
-        if isinstance(self.readings, SQLiteReadingStore) and settings.store_writer == "process":
-            writer = WriterProcess(self.readings.path, synchronous=self.readings.synchronous)
+        writer: WriterProcess | ThreadWriter | None = None
+        if settings.store_writer == "process":  # off the event loop: a child process, or a thread for InfluxDB
+            if isinstance(self.readings, SQLiteReadingStore):
+                writer = WriterProcess(self.readings.path, synchronous=self.readings.synchronous)
+            else:
+                writer = ThreadWriter(self.readings)
         self._writer = writer
         self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock, writer=writer)
         self._tasks: list[asyncio.Task[None]] = []

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     config: Path | None = None
     store: Literal["sqlite", "influx"] = "sqlite"
-    store_writer: Literal["process", "inline"] = "process"  # SQLite: write readings in a child process
+    store_writer: Literal["process", "inline"] = "process"  # off the event loop: SQLite child process, Influx thread
     influx_url: str = "http://127.0.0.1:8086"
     influx_token: str = ""
     influx_org: str = "plantwatch"

@@ -35,10 +35,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import select
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -483,3 +485,84 @@ class WriterProcess:
 
 if __name__ == "__main__":
     main()
+
+
+class ThreadWriter:
+    """The :class:`WriterProcess` contract for a store whose writes block on the network
+    (InfluxDB): one worker thread takes the submitted jobs in order, merges what is queued
+    (up to ``merge_readings``) into one ``store.write_readings`` call, and reports each job
+    back on the event loop, in submission order. The event loop never waits for an HTTP
+    request; ``inflight`` gives the pipeline its back-pressure measure as for the process.
+    A failed write fails every job merged into it (the session then reconnects and the
+    broker redelivers). :meth:`close` waits until everything submitted has been written."""
+
+    pid = None
+    ready = True
+    restarts = 0
+
+    def __init__(self, store: Any, *, merge_readings: int = 50_000) -> None:
+        self.store = store
+        self.merge_readings = merge_readings
+        self.inflight = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: queue.SimpleQueue[tuple[ReadingBatch | None, Done] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self, *, wait_s: float = 0.0) -> None:
+        """Start the worker (on the event-loop thread, whose loop receives the reports)."""
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, batch: ReadingBatch | None, done: Done) -> None:
+        self.start()
+        self.inflight += len(batch) if batch is not None else 0
+        self._jobs.put((batch, done))
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            jobs = [job]
+            n = len(job[0]) if job[0] is not None else 0
+            while n < self.merge_readings:  # merge what is already queued into one request
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._jobs.put(None)  # stop after this write
+                    break
+                jobs.append(nxt)
+                n += len(nxt[0]) if nxt[0] is not None else 0
+            batches = [b for b, _ in jobs if b is not None and len(b)]
+            err: BaseException | None = None
+            t0 = time.perf_counter()
+            try:
+                if batches:
+                    self.store.write_readings(ReadingBatch.concat(batches))
+            except Exception as exc:  # reported to every merged job; the pipeline decides
+                err = exc
+            seconds = time.perf_counter() - t0
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for the report
+                self._loop.call_soon_threadsafe(self._report, jobs, err, seconds)
+
+    def _report(self, jobs: list[tuple[ReadingBatch | None, Done]], err: BaseException | None,
+                seconds: float) -> None:
+        for batch, done in jobs:
+            self.inflight -= len(batch) if batch is not None else 0
+            done(err, seconds / len(jobs))
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Write what was submitted, then stop the worker (blocking, up to ``timeout_s``)."""
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error("store writer thread still writing after %.0f s; %d readings not confirmed",
+                      timeout_s, self.inflight)
+        self._thread = None

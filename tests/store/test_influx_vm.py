@@ -7,6 +7,9 @@ It keeps duplicate samples (no dedup flag), so "exactly once" below is checked, 
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,10 @@ import pytest
 from alerts.model import Alarm, AlarmEvent
 from ingest.batch import ReadingBatch
 from ingest.store import InfluxReadingStore, MirroredAlarmStore, SQLiteReadingStore, open_stores
+from ingest.store.base import BufferFull
 from ingest.store.buffer import Spool
 from ingest.store.influx import Backoff, InfluxHttp, LineBuilder
+from ingest.store.writer import ThreadWriter
 from plantwatch.domain import AlarmStatus, Level
 from plantwatch.registry import Enterprise, Registry, Sensor
 from plantwatch.settings import Settings
@@ -168,3 +173,83 @@ def test_open_stores_default_is_sqlite(tmp_path: Path) -> None:
     finally:
         readings.close()
         alarms.close()
+
+
+class _Reports:
+    """Completion reports of ThreadWriter jobs, awaitable by count."""
+
+    def __init__(self) -> None:
+        self.got: dict[object, tuple[BaseException | None, int]] = {}
+        self._changed = asyncio.Event()
+
+    def callback(self, key: object) -> Callable[[BaseException | None, float], None]:
+        def done(err: BaseException | None, _seconds: float) -> None:
+            self.got[key] = (err, threading.get_ident())
+            self._changed.set()
+        return done
+
+    async def wait(self, n: int) -> None:
+        while len(self.got) < n:
+            self._changed.clear()
+            await asyncio.wait_for(self._changed.wait(), 10.0)
+
+
+async def test_thread_writer_writes_jobs_off_the_loop_in_order_and_reports_on_the_loop(
+        vmetrics: VictoriaMetrics, tmp_path: Path) -> None:
+    """ThreadWriter (the service's InfluxDB writer): jobs submitted from the event loop are
+    written by its thread (queued ones merged into one request) and reported back on the
+    loop thread, in submission order; close() writes what is still queued."""
+    store = _store(vmetrics.url, tmp_path, background=False)
+    writes: list[tuple[int, int]] = []  # (thread, readings) of each write_readings call
+
+    class Noting:  # the real store, noting which thread writes how much
+        def write_readings(self, batch: ReadingBatch) -> None:
+            writes.append((threading.get_ident(), len(batch)))
+            store.write_readings(batch)
+
+    writer = ThreadWriter(Noting(), merge_readings=250)
+    reports = _Reports()
+    batches = [grid_batch(5, 20, T0 + k * 100_000, seed=k) for k in range(8)]  # 100 readings each
+    for k, b in enumerate(batches):
+        writer.submit(b, reports.callback(k))
+    assert writer.inflight == 800
+    await reports.wait(8)
+    writer.close()
+    assert list(reports.got) == list(range(8))
+    assert all(err is None and tid == threading.get_ident() for err, tid in reports.got.values())
+    assert writer.inflight == 0
+    assert writes
+    assert all(tid != threading.get_ident() for tid, _ in writes)  # never on the loop thread
+    assert sum(n for _, n in writes) == 800
+    assert max(n for _, n in writes) <= 300  # merged up to 250 readings (plus the job that crosses it)
+    assert samples_by_series(vmetrics.url, "reading_value", T0 - 1000, T0 + 10 * 100_000) == _expected(batches)
+    store.close()
+
+
+async def test_thread_writer_fails_every_job_merged_into_a_failed_write(tmp_path: Path) -> None:
+    """A refused write (an outage spool that is full, the server down) fails every job it
+    carried, so the pipeline leaves all their messages unacked; the next write is tried anew."""
+    store = _store("http://127.0.0.1:9", tmp_path, background=False, max_bytes=8192)  # nothing listens on 9
+    entered = threading.Event()
+
+    class Entering:  # the real store, noting when the writer thread has taken a job
+        def write_readings(self, batch: ReadingBatch) -> None:
+            entered.set()
+            store.write_readings(batch)
+
+    writer = ThreadWriter(Entering())
+    reports = _Reports()
+    with store._write_lock:  # the thread takes the first job and waits here; the next two queue up
+        writer.submit(grid_batch(1, 1, T0, seed=1), reports.callback("first"))
+        assert await asyncio.to_thread(entered.wait, 10.0)
+        writer.submit(grid_batch(200, 50, T0, seed=2), reports.callback("big"))  # far more than 8 KiB
+        writer.submit(grid_batch(1, 1, T0 + 1000, seed=3), reports.callback("small, merged with big"))
+    await reports.wait(3)
+    writer.submit(grid_batch(1, 1, T0 + 2000, seed=4), reports.callback("after"))
+    await reports.wait(4)
+    writer.close()
+    assert reports.got["first"][0] is None  # spooled while the server is down
+    assert isinstance(reports.got["big"][0], BufferFull)
+    assert reports.got["small, merged with big"][0] is reports.got["big"][0]
+    assert reports.got["after"][0] is None
+    store.close()
