@@ -195,5 +195,62 @@ def warm() -> None:
         quiet_update(rows, i8, f8, i1, i8, 0, i8, i8, f8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64))
         ladder_step(f8_4, f8_4, i8_4, i8, i8_4, i8, rows, f8, i8, i1, b1, False, i1)
         settle(rows, i1_2, i8_4, i8, i8_4, i8, i8_4, i8, i8_4, i8, b1, f8, f8)
+        in_order(rows, i8, f8, i8, f8, i8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64), 1, f8, f8, i8,
+                 f8_4, i1, i1, f8, i1)
     unique_rows(np.zeros(0, np.intp), mark)
     row_order(np.zeros(0, np.intp), i8, f8, mark, 0, np.zeros(0, np.intp), i8, f8)
+
+
+@njit(cache=True, nogil=True)
+def in_order(r, t, v, last_ts, last_v, flat_since, flat_ms, count, ring_v, ring_t, lag,  # type: ignore[no-untyped-def]
+             rate_floor, rate_min, rate_eta_ms, high_thr, rate_prev, flat_new, rate, rate_new):  # pragma: no cover
+    """``AlarmEngine._in_order`` up to the spark and power steps, row by row: flatline, the
+    ring write, the rate over the window and over its newest quarter (``lag`` readings),
+    the rate rule with its time to the next high threshold, and the newest reading. Writes
+    the flatline and rate levels (``flat_new``, ``rate_new``) and the reported ``rate``."""
+    w = ring_v.shape[0]
+    for i in range(r.shape[0]):
+        ri = r[i]
+        ti = t[i]
+        vi = v[i]
+        f = ti if vi != last_v[ri] else flat_since[ri]
+        flat_since[ri] = f
+        flat_new[i] = 3 if ti - f >= flat_ms[ri] else 0  # Level.ORANGE
+        c = count[ri]
+        ring_v[c % w, ri] = vi
+        ring_t[c % w, ri] = ti
+        cnt = c + 1
+        count[ri] = cnt
+        oldest = cnt % w if cnt > w else 0
+        dt = ti - ring_t[oldest, ri]
+        whole = (vi - ring_v[oldest, ri]) * 60000.0 / dt if dt > 0 else 0.0
+        back = cnt - 1 - lag
+        oldest = back % w if back >= 0 else 0
+        dt = ti - ring_t[oldest, ri]
+        recent = (vi - ring_v[oldest, ri]) * 60000.0 / dt if dt > 0 else 0.0
+        rr = whole if whole != whole or whole <= recent else recent  # np.minimum (NaN wins)
+        if recent != recent:
+            rr = recent
+        rate[i] = whole
+        floor = rate_floor[ri]
+        new = 0
+        if floor == floor:
+            rmin = rate_min[ri]
+            rising = vi >= floor and rr >= rmin
+            raw = 1 if rising else 0
+            eta_ms = rate_eta_ms[ri]
+            if rising and eta_ms > 0:
+                nxt = np.inf
+                for k in range(high_thr.shape[1]):
+                    th = high_thr[ri, k]
+                    if th > vi and th < nxt:
+                        nxt = th
+                eta = (nxt - vi) / rr * 60000.0 if rr > 0 else np.inf
+                if eta <= eta_ms:
+                    raw = 2  # Level.YELLOW
+            p = rate_prev[i]
+            hold = vi >= 0.9 * floor and rr >= 0.5 * rmin
+            new = max(raw, p if hold else 0)
+        rate_new[i] = new
+        last_ts[ri] = ti
+        last_v[ri] = vi

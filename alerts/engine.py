@@ -591,6 +591,16 @@ class AlarmEngine:
     def _in_order(self, r: I32, t: I64, v: F64, out: _Out) -> None:
         """Slow-path rules that only in-order readings feed: flatline, ring/rate, power."""
         st, cfg = self._st, self._cfg
+        if self._kernel:
+            n = len(r)
+            flat, rate, rate_new = np.empty(n, np.int8), np.empty(n), np.empty(n, np.int8)
+            _rk.in_order(r, t, v, st["last_ts"], st["last_v"], st["flat_since"], cfg.flat_ms, st["count"],
+                         self._ring_v, self._ring_t, max(1, self._w // 4), cfg.rate_floor, cfg.rate_min,
+                         cfg.rate_eta_ms, cfg.high.thr, st["level"][r, R_RATE], flat, rate, rate_new)
+            self._set(R_FLAT, r, flat, v, t, out)
+            self._set(R_RATE, r, rate_new, rate, t, out)
+            self._sparks_and_power(r, t, v, out)
+            return
         # flatline: exactly the same value for flat_ms
         flat_since = st["flat_since"]
         fs = np.where(v != st["last_v"][r], t, flat_since[r])
@@ -608,6 +618,11 @@ class AlarmEngine:
         self._rate_rule(r, t, v, rate, np.minimum(rate, recent), out)
         st["last_ts"][r] = t
         st["last_v"][r] = v
+        self._sparks_and_power(r, t, v, out)
+
+    def _sparks_and_power(self, r: I32, t: I64, v: F64, out: _Out) -> None:
+        """The end of :meth:`_in_order`: spark times (per sensor and area) and power analytics."""
+        st, cfg = self._st, self._cfg
         sp = cfg.spark[r] & (v > 0)
         if sp.any():
             st["spark_ms"][r[sp]] = t[sp]
