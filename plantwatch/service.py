@@ -443,8 +443,10 @@ class Service:
             try:
                 self.pipeline.close()  # the writer process commits what it was handed
             finally:
-                self.readings.close()
-                self.alarms.close()
+                try:
+                    self.alarms.close()  # first: with InfluxDB it sends its queued alarm-event copies
+                finally:
+                    self.readings.close()
 
     def health(self) -> dict[str, Any]:
         return {

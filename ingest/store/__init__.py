@@ -7,6 +7,8 @@ go to SQLite or to InfluxDB (with the durable outage spool), alarms always to SQ
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from typing import TYPE_CHECKING, Any
 
 from alerts.model import Alarm, AlarmEvent, Change
@@ -45,21 +47,43 @@ def __getattr__(name: str) -> Any:
 class MirroredAlarmStore:
     """SQLite alarm store that also appends every saved event to InfluxDB (``alarm_event``).
 
-    SQLite is the record; the InfluxDB copy is for dashboards. It goes through the same
-    write-or-spool path as readings; if even the spool refuses, the copy is dropped with a
-    log line (the alarm itself is already committed in SQLite).
+    SQLite is the record; the InfluxDB copy is for dashboards. ``save_changes`` returns once
+    SQLite has committed; a mirror thread sends the copy, in order, through the same
+    write-or-spool path as readings, so an alarm save never waits for an HTTP request. If
+    even the spool refuses, the copy is dropped with a log line; copies still queued when
+    the process is killed are lost from InfluxDB only (the alarms are in SQLite).
+    :meth:`flush` waits until every queued copy was handed to InfluxDB or its spool.
     """
 
     def __init__(self, alarms: SQLiteAlarmStore, influx: InfluxReadingStore) -> None:
         self._alarms = alarms
         self._influx = influx
+        self._queue: queue.Queue[list[Change] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._mirror, name="alarm-mirror", daemon=True)
+        self._thread.start()
 
     def save_changes(self, changes: list[Change]) -> None:
         self._alarms.save_changes(changes)
-        try:
-            self._influx.write_alarm_events(changes)
-        except StoreError as exc:
-            log.error("alarm events not copied to InfluxDB: %s", exc)
+        if changes:
+            self._queue.put(list(changes))
+
+    def _mirror(self) -> None:
+        while True:
+            changes = self._queue.get()
+            try:
+                if changes is None:
+                    return
+                self._influx.write_alarm_events(changes)
+            except StoreError as exc:
+                log.error("alarm events not copied to InfluxDB: %s", exc)
+            except Exception:  # the mirror thread must outlive anything one copy does
+                log.exception("alarm events not copied to InfluxDB")
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Block until every copy queued so far was written to InfluxDB or spooled."""
+        self._queue.join()
 
     def list_alarms(self, enterprise_id: str | None = None, status: AlarmStatus | None = None,
                     level: Level | None = None, limit: int = 1000, offset: int = 0) -> list[Alarm]:
@@ -84,6 +108,9 @@ class MirroredAlarmStore:
         return self._alarms.load_snapshot(name)
 
     def close(self) -> None:
+        """Send the queued copies (up to 30 s), then close the SQLite store."""
+        self._queue.put(None)
+        self._thread.join(30.0)
         self._alarms.close()
 
 

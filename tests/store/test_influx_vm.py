@@ -152,14 +152,15 @@ def test_open_stores_influx_mirrors_alarm_events(vmetrics: VictoriaMetrics, tmp_
         ev = AlarmEvent(1, T0 + 5, "raised", Level.RED, Level.NONE, AlarmStatus.ACTIVE, value=99.0)
         alarms.save_changes([(a, ev)])
         assert alarms.get_alarm(1) == a  # the record lives in SQLite
+        alarms.flush()  # the copy goes to InfluxDB from the mirror thread
         [s] = vm_export(vmetrics.url, "alarm_event_level_code", T0 - 1000, T0 + 1000)
         assert s["values"] == [4]
         assert s["timestamps"] == [T0 + 5]
         assert s["metric"]["type"] == "raised"
         assert samples_by_series(vmetrics.url, "reading_value", T0 - 1, T0 + 1) == {("E", "S"): [(T0, 2.5)]}
     finally:
-        readings.close()
         alarms.close()
+        readings.close()
     assert (tmp_path / "data" / "alarms.sqlite3").exists()
 
 
@@ -253,3 +254,35 @@ async def test_thread_writer_fails_every_job_merged_into_a_failed_write(tmp_path
     assert reports.got["small, merged with big"][0] is reports.got["big"][0]
     assert reports.got["after"][0] is None
     store.close()
+
+
+def test_alarm_saves_do_not_wait_for_the_influx_copy(vmetrics: VictoriaMetrics, tmp_path: Path) -> None:
+    """While the InfluxDB write path is held (a slow server), ``save_changes`` still returns
+    after the SQLite commit; the copy follows, in order, once the path is free."""
+    settings = Settings(store="influx", influx_url=vmetrics.url, influx_token="t", data_dir=tmp_path / "data")
+    readings, alarms = open_stores(settings, Registry())
+    assert isinstance(readings, InfluxReadingStore)
+    assert isinstance(alarms, MirroredAlarmStore)
+    try:
+        def change(k: int) -> tuple[Alarm, AlarmEvent]:
+            a = Alarm(id=k, enterprise_id="E", sensor_id=f"S{k}", device_id="D", area="", kind="gas.toxic",
+                      rule="high", level=Level.ORANGE, status=AlarmStatus.ACTIVE, value=9.0, raised_at=T0,
+                      updated_at=T0)
+            return a, AlarmEvent(k, T0 + k, "raised", Level.ORANGE, Level.NONE, AlarmStatus.ACTIVE, value=9.0)
+
+        with readings._write_lock:  # every InfluxDB write waits here
+            def save_three() -> None:
+                for k in (1, 2, 3):
+                    alarms.save_changes([change(k)])
+
+            saver = threading.Thread(target=save_three)
+            saver.start()
+            saver.join(10.0)  # a synchronous copy would block on the lock for as long as it is held
+            assert not saver.is_alive()
+            assert [a.id for a in alarms.list_alarms()] == [3, 2, 1]  # committed in SQLite meanwhile
+        alarms.flush()
+        got = vm_export(vmetrics.url, "alarm_event_level_code", T0 - 1000, T0 + 1000)
+        assert sorted(s["timestamps"][0] for s in got) == [T0 + 1, T0 + 2, T0 + 3]
+    finally:
+        alarms.close()
+        readings.close()
