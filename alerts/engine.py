@@ -184,6 +184,8 @@ class AlarmEngine:
         self._rebuild_gateways()
         self._rebuild_areas()
         self._rebuild_interlocks()
+        if self._clock != NO_TS:  # the equipment state must not wait for the next tick
+            self._equipment(self._clock)
         self._power.sync(cfg, self._st.cap)
         if self._anomaly_on:
             if self._anomaly is None:
@@ -352,7 +354,7 @@ class AlarmEngine:
         if in_order:
             unique = True  # strictly increasing: one pass
         elif self._kernel:
-            if n >= SORT_MIN_ROWS and n * 8 >= len(mark):
+            if n == self._n or (n >= SORT_MIN_ROWS and n * 8 >= len(mark)):  # as the numpy path does
                 r2, t2, v2 = np.empty(n, r.dtype), np.empty(n, np.int64), np.empty(n, np.float64)
                 unique = bool(_rk.row_order(r, t, v, mark, self._n, r2, t2, v2))
                 if unique:
@@ -487,11 +489,13 @@ class AlarmEngine:
     def _hold_red_while_stopped(self, rows: I32, new: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:
         """Valves: "fault > 10 min *while running*" (DOMAIN.md): the red is held at orange while
         the area's dust equipment is known to be stopped. The red's delay-on timer keeps
-        running, so the row stays busy and the first tick after the fan starts raises it."""
+        running, so the row stays busy and the first tick after the fan starts raises it; a
+        raised red returns to orange when the fan stops (no delay-off: the condition "while
+        running" has ended)."""
         cfg = self._cfg
         held = cfg.red_while_running[rows] & (new > Level.ORANGE)
-        if held.any():
-            held &= self._fan_stopped[cfg.area[rows]]
+        if held.any():  # a valve outside any area has no fan signal: running assumed
+            held &= (cfg.area[rows] >= 0) & self._fan_stopped[cfg.area[rows]]
             new = np.where(held, np.int8(Level.ORANGE), new).astype(np.int8, copy=False)
         return new
 
@@ -925,11 +929,18 @@ class AlarmEngine:
     # -- persistence ---------------------------------------------------------------------
     def replay(self, row: I32, ts_ms: I64, value: F64, now_ms: int) -> Transitions:
         """After :meth:`restore`: evaluate readings that were evaluated (and stored) after the
-        snapshot was taken, so that a crash loses no detector state (timers, ring buffers,
-        profiles). Like :meth:`evaluate`, except that a reading not newer than its row's
-        newest at restore is skipped (the snapshot already holds it), and the replayed span
-        is not restart downtime: the grace of :meth:`restore` moves to the replay's end.
-        Call in commit order, ``now_ms`` the readings' receive time."""
+        snapshot was taken, so that a crash loses no in-order detector state (timers, ring
+        buffers, flatline and rate state, profiles). Like :meth:`evaluate`, except:
+
+        * a reading not newer than its row's newest at restore is skipped: either the snapshot
+          holds it, or it arrived late, and a late reading only ever raised a level, which the
+          alarm book saved when it happened;
+        * the equipment state (the valve hold) is brought to ``now_ms`` first, as a tick would;
+        * the replayed span is not restart downtime: the grace of :meth:`restore` moves to the
+          replay's end.
+
+        Call in commit order, ``now_ms`` the readings' receive time. A stored piece is in
+        sensor and time order, so readings that were out of order live are evaluated in order."""
         row = np.asarray(row, np.int32)
         ts_ms = np.asarray(ts_ms, np.int64)
         floor = self._replay_floor
@@ -938,6 +949,7 @@ class AlarmEngine:
         before[old] = floor[row[old]]
         keep = ts_ms > before
         self._resume_from = NO_TS
+        self._equipment(now_ms)
         try:
             return self.evaluate(row[keep], ts_ms[keep], np.asarray(value, np.float64)[keep], now_ms)
         finally:
@@ -991,6 +1003,8 @@ class AlarmEngine:
         self._replay_floor = self._st["last_ts"][:rows].astype(np.int64)
         self._dirty.append(np.arange(rows, dtype=np.int32))
         self._settle()
+        if self._clock != NO_TS:  # equipment state as at the snapshot (the valve hold reads it)
+            self._equipment(self._clock)
         self._power.restore(snap)
         if self._anomaly is not None:
             sub = {k[len("anomaly."):]: v for k, v in snap.items() if k.startswith("anomaly.")}

@@ -160,18 +160,30 @@ class Service:
                 e, d, online, ts, _rx = pending.pop(0)
                 seen.append(self.engine.gateway_status(e, d, online, ts))
 
+        failed = 0
         if mark is not None and after is not None:
-            for part in after(mark):
-                rows = np.array(self.registry.rows_for(*zip(*part.keys, strict=True)), np.int32)[part.series]
-                statuses_until(int(part.received_ms[0]))
-                seen.append(self.engine.replay(rows, part.ts_ms, part.value, int(part.received_ms.max())))
-                n += len(part)
-        statuses_until(np.iinfo(np.int64).max)
-        self._apply(Transitions.concat(seen).last_per_pair(), self.clock())
-        if n or gw_events:
+            try:
+                for part in after(mark):
+                    try:
+                        rows = np.array(self.registry.rows_for(*zip(*part.keys, strict=True)), np.int32)[part.series]
+                        statuses_until(int(part.received_ms[0]))
+                        seen.append(self.engine.replay(rows, part.ts_ms, part.value, int(part.received_ms.max())))
+                        n += len(part)
+                    except Exception:  # as live: a batch the engine cannot evaluate must not keep the service down
+                        failed += len(part)
+                        log.exception("catch-up: %d stored readings could not be replayed; skipped", len(part))
+            except Exception:  # the store could not be read: start with the snapshot's state
+                log.exception("catch-up: reading the store after the snapshot failed; the rest is not replayed")
+        try:
+            statuses_until(np.iinfo(np.int64).max)
+            self._apply(Transitions.concat(seen).last_per_pair(), self.clock())
+        except Exception:
+            log.exception("catch-up: applying the replayed changes failed")
+        if n or gw_events or failed:
             log.info("alarm engine caught up with %d readings stored and %d gateway statuses received after its "
-                     "snapshot (%.2f s)", n, len(gw_events), time.perf_counter() - t0)
-        self._gw_log = []
+                     "snapshot (%.2f s; %d readings skipped)", n, len(gw_events), time.perf_counter() - t0, failed)
+        # still logged until a snapshot holds them (start() takes one): a second crash replays them again
+        self._gw_log = [list(ev) for ev in gw_events]
 
     # -- registry ------------------------------------------------------------------------
     def _sensor_of(self, row: int) -> Sensor | None:
@@ -366,11 +378,15 @@ class Service:
         previous file."""
         path = self.engine_snapshot_path
         tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            np.savez(f, allow_pickle=False, **snap)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with tmp.open("wb") as f:
+                np.savez(f, allow_pickle=False, **snap)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # e.g. a full disk: do not leave a partial file behind
+            raise
         fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -433,11 +449,11 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
-        if self._snap_task is not None:
-            await self._snap_task  # a write in progress finishes before the final one
-            self._snap_task = None
         self.hub.close()
         try:
+            if self._snap_task is not None:
+                await asyncio.shield(self._snap_task)  # a write in progress finishes before the final one
+                self._snap_task = None
             self.snapshot_engine()
         finally:
             try:

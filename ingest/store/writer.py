@@ -562,7 +562,8 @@ class ThreadWriter:
             return
         self._jobs.put(None)
         self._thread.join(timeout_s)
-        if self._thread.is_alive():
+        if self._thread.is_alive():  # keep it: a second worker on the same queue could reorder writes
             log.error("store writer thread still writing after %.0f s; %d readings not confirmed",
                       timeout_s, self.inflight)
+            return
         self._thread = None

@@ -166,3 +166,23 @@ def test_valve_fault_red_after_10_min_while_running_or_without_a_fan_signal() ->
     feed(blind, 1, T0, 0.2)                                     # stopped, then silent for 10 min
     _valve_fault_for(blind, 0, 600)
     assert of_rule(blind, feed(blind, 0, T0 + 600 * S, 1.0), "high") == [(0, "orange", "red")]
+
+
+def test_a_held_valve_red_stays_held_after_a_restore_and_in_a_replay() -> None:
+    """The equipment state is part of what a restored engine knows before its first tick:
+    a valve red held at orange (fan stopped) must not go out as red on the first reading
+    after a restart, nor in the catch-up replay."""
+    fleet = [sensor("RV-1", "dust.rotary_valve", area="DC1", interval_s=10.0),
+             sensor("AV-1", "dust.air_velocity", area="DC1", interval_s=10.0)]
+    e = make_engine(fleet)
+    _valve_fault_for(e, 0, 780, fan=1, fan_value=0.2)       # 13 min of fault, fan stopped
+    assert e.level(0, "high") == Level.ORANGE
+    snap = {k: v.copy() for k, v in e.snapshot().items()}
+    for how in ("evaluate", "replay"):
+        restored = make_engine(fleet)
+        restored.restore(snap)
+        step = restored.evaluate if how == "evaluate" else restored.replay
+        tr = step(np.array([1, 0], np.int32), np.array([T0 + 780 * S] * 2, np.int64), np.array([0.2, 1.0]),
+                  T0 + 780 * S + 100)
+        assert of_rule(restored, tr, "high") == [], how
+        assert restored.level(0, "high") == Level.ORANGE, how

@@ -166,6 +166,11 @@ async def test_a_crash_after_the_snapshot_replays_stored_readings_and_continues_
                 else:
                     np.testing.assert_array_equal(a[k], b[k], err_msg=k)
             assert _alarms(restarted) == _alarms(ref)
+            # the replayed gateway status stays logged until a snapshot holds it, then goes
+            assert [ev[1:3] for ev in json.loads(restarted.alarms.load_snapshot("gateway_log") or b"[]")] == [
+                ["GW2", False]]
+            restarted.snapshot_engine()
+            assert json.loads(restarted.alarms.load_snapshot("gateway_log") or b"[]") == []
             # and from here on both raise, escalate and clear exactly alike
             _run([ref, restarted], clock, range(165, 260), seed + 200, online_at=200)
             assert _alarms(restarted) == _alarms(ref)
@@ -226,3 +231,32 @@ async def test_the_ticker_writes_the_snapshot_off_the_event_loop_and_keeps_later
         assert [(e[1], e[2]) for e in logged] == [("GW2", True)]
     finally:
         await svc.stop()
+
+
+async def test_a_stored_piece_that_cannot_be_replayed_does_not_keep_the_service_down(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A corrupt chunk after the snapshot (here: a timestamp column cut short) is logged and
+    skipped; the service starts with the snapshot's state and serves."""
+    import sqlite3
+
+    clock = FakeClock(T0)
+    crashed = _service(tmp_path / "crashed", clock)
+    try:
+        _run([crashed], clock, range(0, 10), 1)
+        crashed.snapshot_engine()
+        _run([crashed], clock, range(10, 20), 2)
+    finally:
+        crashed.pipeline.close()
+        crashed.readings.close()
+        crashed.alarms.close()
+    with sqlite3.connect(crashed.settings.data_dir / "readings.sqlite3") as db:
+        db.execute("UPDATE chunks SET ts = x'00' WHERE id = (SELECT max(id) FROM chunks)")
+    clock.now = T0 + 25_000
+    restarted = Service(crashed.settings, clock=clock)
+    try:
+        assert "catch-up: reading the store after the snapshot failed" in caplog.text
+        assert restarted.engine.level(restarted.registry.row_of("E1", "GT-1"), "high") == Level.NONE
+        restarted.pipeline.process(_messages(25, np.random.default_rng(3), set()))  # and it evaluates
+        assert restarted.engine.snapshot()["s.last_ts"][restarted.registry.row_of("E1", "GT-1")] == T0 + 25_000
+    finally:
+        await restarted.stop()
