@@ -82,8 +82,10 @@ class MirroredAlarmStore:
                 self._queue.task_done()
 
     def flush(self) -> None:
-        """Block until every copy queued so far was written to InfluxDB or spooled."""
-        self._queue.join()
+        """Block until every copy queued so far was written to InfluxDB or spooled (returns at
+        once after :meth:`close`, whose thread has sent what it will)."""
+        if self._thread.is_alive():
+            self._queue.join()
 
     def list_alarms(self, enterprise_id: str | None = None, status: AlarmStatus | None = None,
                     level: Level | None = None, limit: int = 1000, offset: int = 0) -> list[Alarm]:
