@@ -84,6 +84,7 @@ class Service:
         self._save_registry()
         self.engine = AlarmEngine(self.registry.sensors, self.registry.enterprises)
         self._engine_version = self.registry.version
+        self._legacy_blob = False
         replay_mark = self._restore_engine()
         self.book = AlarmBook(
             sensor_of=self._sensor_of,
@@ -117,9 +118,10 @@ class Service:
         source: Any = path if path.exists() else None
         if source is None:  # data directories from before the snapshot file kept it in alarms.sqlite3
             blob = self.alarms.load_snapshot(ENGINE_SNAPSHOT)
-            if blob is None:
+            if not blob:
                 return None
             source = io.BytesIO(blob)
+            self._legacy_blob = True  # emptied once engine.npz is written
         try:
             with np.load(source, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
@@ -394,7 +396,11 @@ class Service:
             os.close(fd)
 
     def _drop_logged(self, n: int) -> None:
-        """Forget the first ``n`` logged gateway statuses (a written snapshot holds them)."""
+        """After a snapshot was written: forget the first ``n`` logged gateway statuses (it holds
+        them), and empty the engine state an older version kept in ``alarms.sqlite3``."""
+        if self._legacy_blob:
+            self.alarms.save_snapshot(ENGINE_SNAPSHOT, b"")
+            self._legacy_blob = False
         if n:
             self._gw_log = self._gw_log[n:]
             self.alarms.save_snapshot(GATEWAY_LOG, json.dumps(self._gw_log).encode())

@@ -260,3 +260,37 @@ async def test_a_stored_piece_that_cannot_be_replayed_does_not_keep_the_service_
         assert restarted.engine.snapshot()["s.last_ts"][restarted.registry.row_of("E1", "GT-1")] == T0 + 25_000
     finally:
         await restarted.stop()
+
+
+async def test_a_data_directory_with_the_engine_state_in_sqlite_restores_and_moves_to_the_file(
+        tmp_path: Path) -> None:
+    """Versions before engine.npz kept the engine state as a row of alarms.sqlite3: it is
+    restored from there once, then emptied when the first engine.npz is written."""
+    import io
+
+    clock = FakeClock(T0)
+    old = _service(tmp_path / "svc", clock)
+    _run([old], clock, range(0, 80), 1)  # GT-1 reaches orange (50 %LEL at 72 s)
+    row = old.registry.row_of("E1", "GT-1")
+    assert old.engine.level(row, "high") == Level.ORANGE
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **old.engine.snapshot())  # the old format: no replay mark
+    old.alarms.save_snapshot("engine", buf.getvalue())
+    old.pipeline.close()
+    old.readings.close()
+    old.alarms.close()
+    old.engine_snapshot_path.unlink(missing_ok=True)
+
+    svc = Service(old.settings, clock=clock)
+    try:
+        assert svc.engine.level(row, "high") == Level.ORANGE  # restored from the SQLite row
+        svc.snapshot_engine()
+        assert svc.engine_snapshot_path.exists()
+        assert svc.alarms.load_snapshot("engine") == b""
+    finally:
+        await svc.stop()
+    again = Service(old.settings, clock=clock)
+    try:
+        assert again.engine.level(row, "high") == Level.ORANGE  # now from engine.npz
+    finally:
+        await again.stop()
