@@ -102,6 +102,20 @@ def _service(data_dir: Path, clock: FakeClock) -> Service:
     return Service(Settings(data_dir=data_dir, config=cfg, store_writer="inline"), clock=clock)
 
 
+def _run_around_a_snapshot(svc: Service, clock: FakeClock, at_s: int, end_s: int) -> None:
+    """Seconds ``[0, at_s)``, the engine snapshot, then ``[at_s, end_s)`` (seeds 1 and 101)."""
+    _run([svc], clock, range(0, at_s), 1)
+    svc.snapshot_engine()
+    _run([svc], clock, range(at_s, end_s), 101)
+
+
+def _abandon(svc: Service) -> None:
+    """What a kill -9 leaves: no stop(), no final snapshot; only the file handles go."""
+    svc.pipeline.close()
+    svc.readings.close()
+    svc.alarms.close()
+
+
 def _run(services: list[Service], clock: FakeClock, seconds: range, seed: int, *,
          offline_at: int | None = None, online_at: int | None = None) -> None:
     """Feed each second's messages to every service (same rng stream), then tick them."""
@@ -181,9 +195,7 @@ async def test_a_crash_after_the_snapshot_replays_stored_readings_and_continues_
             await restarted.stop()
     finally:
         await ref.stop()
-        crashed.pipeline.close()
-        crashed.readings.close()
-        crashed.alarms.close()
+        _abandon(crashed)
 
 
 async def test_the_snapshot_alone_would_have_lost_the_running_red_timer(tmp_path: Path) -> None:
@@ -191,9 +203,7 @@ async def test_the_snapshot_alone_would_have_lost_the_running_red_timer(tmp_path
     clock = FakeClock(T0)
     crashed = _service(tmp_path / "crashed", clock)
     try:
-        _run([crashed], clock, range(0, 60), 1)
-        crashed.snapshot_engine()
-        _run([crashed], clock, range(60, 160), 101)
+        _run_around_a_snapshot(crashed, clock, 60, 160)
         row = crashed.registry.row_of("E1", "GT-1")
         engine = AlarmEngine(crashed.registry.sensors, crashed.registry.enterprises)
         with np.load(crashed.engine_snapshot_path, allow_pickle=False) as npz:
@@ -206,9 +216,7 @@ async def test_the_snapshot_alone_would_have_lost_the_running_red_timer(tmp_path
         finally:
             await restarted.stop()
     finally:
-        crashed.pipeline.close()
-        crashed.readings.close()
-        crashed.alarms.close()
+        _abandon(crashed)
 
 
 async def test_the_ticker_writes_the_snapshot_off_the_event_loop_and_keeps_later_gateway_statuses(
@@ -242,13 +250,9 @@ async def test_a_stored_piece_that_cannot_be_replayed_does_not_keep_the_service_
     clock = FakeClock(T0)
     crashed = _service(tmp_path / "crashed", clock)
     try:
-        _run([crashed], clock, range(0, 10), 1)
-        crashed.snapshot_engine()
-        _run([crashed], clock, range(10, 20), 2)
+        _run_around_a_snapshot(crashed, clock, 10, 20)
     finally:
-        crashed.pipeline.close()
-        crashed.readings.close()
-        crashed.alarms.close()
+        _abandon(crashed)
     with sqlite3.connect(crashed.settings.data_dir / "readings.sqlite3") as db:
         db.execute("UPDATE chunks SET ts = x'00' WHERE id = (SELECT max(id) FROM chunks)")
     clock.now = T0 + 25_000
@@ -276,9 +280,7 @@ async def test_a_data_directory_with_the_engine_state_in_sqlite_restores_and_mov
     buf = io.BytesIO()
     np.savez(buf, allow_pickle=False, **old.engine.snapshot())  # the old format: no replay mark
     old.alarms.save_snapshot("engine", buf.getvalue())
-    old.pipeline.close()
-    old.readings.close()
-    old.alarms.close()
+    _abandon(old)
     old.engine_snapshot_path.unlink(missing_ok=True)
 
     svc = Service(old.settings, clock=clock)
