@@ -351,10 +351,12 @@ class AlarmEngine:
         idx = self._arange(n)
         mark = self._mark
         in_order = n < 2 or bool((r[1:] > r[:-1]).all())
+        # the whole fleet (the usual batch), or a large part of it: worth the permutation
+        reorder = n == self._n or (n >= SORT_MIN_ROWS and n * 8 >= len(mark))
         if in_order:
             unique = True  # strictly increasing: one pass
         elif self._kernel:
-            if n == self._n or (n >= SORT_MIN_ROWS and n * 8 >= len(mark)):  # as the numpy path does
+            if reorder:
                 r2, t2, v2 = np.empty(n, r.dtype), np.empty(n, np.int64), np.empty(n, np.float64)
                 unique = bool(_rk.row_order(r, t, v, mark, self._n, r2, t2, v2))
                 if unique:
@@ -363,15 +365,8 @@ class AlarmEngine:
                 unique = bool(_rk.unique_rows(r, mark))
         else:
             mark[r] = idx
-            if n == self._n:  # every sensor once (the usual full-fleet batch): mark is the permutation
-                head = mark[:n]
-                unique = bool((head >= 0).all())
-                if unique:
-                    pos = head.copy()
-                    r, t, v = self._arange(n).astype(r.dtype), t[pos], v[pos]
-                head[:] = -1
-            elif n >= SORT_MIN_ROWS and n * 8 >= len(mark):
-                rs = np.flatnonzero(mark >= 0)
+            if reorder:
+                rs = np.flatnonzero(mark[: self._n] >= 0)
                 mark_rs = mark[rs]
                 mark[rs] = -1
                 unique = len(rs) == n
