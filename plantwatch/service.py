@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +106,11 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.started_ms = clock()
         self._last_compact_ms = self.started_ms
-        self._gw_log: list[list[Any]] = []
+        # gateway statuses since the last engine snapshot; those replayed below stay logged
+        # until a snapshot holds them (start() takes one), so a second crash replays them again
+        self._gw_log: list[list[Any]] = self._load_gateway_log()
         self._snap_task: asyncio.Task[None] | None = None
-        self._catch_up(replay_mark, self._load_gateway_log())
+        self._catch_up(replay_mark, self._gw_log)
         self._refresh_open_gauge()
 
     # -- restart -------------------------------------------------------------------------
@@ -151,15 +154,14 @@ class Service:
         repeats: it is given only each (sensor, rule)'s final transition, the net change (the
         whole sequence again would walk an alarm already at red down through orange and back)."""
         after = getattr(self.readings, "readings_after", None)
-        pending = sorted(gw_events, key=lambda ev: ev[4])
+        pending = deque(sorted(gw_events, key=lambda ev: ev[4]))  # by receive time
         n = 0
         t0 = time.perf_counter()
-
         seen: list[Transitions] = []
 
         def statuses_until(received_ms: int) -> None:
             while pending and pending[0][4] <= received_ms:
-                e, d, online, ts, _rx = pending.pop(0)
+                e, d, online, ts, _rx = pending.popleft()
                 seen.append(self.engine.gateway_status(e, d, online, ts))
 
         failed = 0
@@ -184,8 +186,6 @@ class Service:
         if n or gw_events or failed:
             log.info("alarm engine caught up with %d readings stored and %d gateway statuses received after its "
                      "snapshot (%.2f s; %d readings skipped)", n, len(gw_events), time.perf_counter() - t0, failed)
-        # still logged until a snapshot holds them (start() takes one): a second crash replays them again
-        self._gw_log = [list(ev) for ev in gw_events]
 
     # -- registry ------------------------------------------------------------------------
     def _sensor_of(self, row: int) -> Sensor | None:
