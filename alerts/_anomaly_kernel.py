@@ -6,6 +6,10 @@ call's rows, which costs ~1 us per sample at a thousand rows a call. This kernel
 rows once and keeps a row's state in registers (the same state arrays, the same formulas in
 the same order): measured ~0.2 us per sample in cache and ~0.3 us at 100k sensors in random
 order (memory-bound), where the numpy path took ~1 us and ~0.45 us (docs/benchmarks.md).
+The Gaussian tail (three dependent libm calls per sample) runs in a second tight loop over
+the parts the first loop leaves per sample, so the CPU overlaps many samples' call chains
+instead of one row's: ~16 % less time per sample when the state is in cache (2,000 rows:
+146 -> 123 ns), no change at 100k rows, where the state's memory traffic bounds it.
 Results equal the numpy path to rounding (sums over the ring are taken in another order);
 ``tests/alerts/test_anomaly.py`` compares the two on random streams.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit
 
 _LN2 = math.log(2.0)
@@ -43,7 +48,19 @@ def score_learn(rows, xs, tss, out,  # type: ignore[no-untyped-def]  # pragma: n
                 season_c, season_lo, season_min, fire_level, refractory):
     big = ring.shape[1]
     nbk = s_mean.shape[1]
-    for i in range(rows.shape[0]):
+    nrows = rows.shape[0]
+    # the tail transform is a long chain of dependent libm calls; it runs in a second, tight
+    # loop over these per-sample parts, so the CPU overlaps many samples' chains
+    zt = np.empty(nrows)  # argument of the Gaussian tail
+    nov = np.empty(nrows)  # novelty score (-1: off)
+    gate = np.empty(nrows)  # seasonal damping factor (-1: none)
+    refr = np.empty(nrows)  # refractory factor (-1: off)
+    live = np.empty(nrows, np.bool_)  # past the warm-up
+    # the bucket of the last timestamp seen: one integer division per hour boundary, not per sample
+    q_lo = np.int64(1)
+    q_hi = np.int64(0)
+    b = 0
+    for i in range(nrows):
         r = rows[i]
         x = xs[i]
         n = n_[r]
@@ -74,28 +91,31 @@ def score_learn(rows, xs, tss, out,  # type: ignore[no-untyped-def]  # pragma: n
         mu_u = mu_u_[r]
         var_u = var_u_[r]
         sd_u = max(math.sqrt(var_u), min_sd)
-        score = min(max(-_log10_gauss_tail((short - mu_u) / sd_u) / (2.0 * tail_digits), 0.0), 1.0)
+        zt[i] = (short - mu_u) / sd_u
         hi = x if first else env_hi_[r]
         lo = x if first else env_lo_[r]
+        nov[i] = -1.0
         if novelty_z > 0:
             z_ext = max(max(x - hi, lo - x), 0.0) / max(spread, floor)
-            score = max(score, min(max(0.5 * z_ext / novelty_z, 0.0), 1.0))
-        if n < warmup:
-            score = 0.0
+            nov[i] = min(max(0.5 * z_ext / novelty_z, 0.0), 1.0)
+        live[i] = n >= warmup
         # 4. seasonal damping
-        b = (tss[i] // season_ms) % nbk
+        ts = tss[i]
+        if ts < q_lo or ts >= q_hi:
+            q = ts // season_ms
+            q_lo = q * season_ms
+            q_hi = q_lo + season_ms
+            b = q % nbk
         sm = s_mean[r, b]
         sd = s_dev[r, b]
         sc = s_cnt[r, b]
+        gate[i] = -1.0
         if season and sc >= season_min:
-            gate = min(max(abs(x - sm) / max(sd, floor) / season_c, season_lo), 1.0)
-            score = score * gate
+            gate[i] = min(max(abs(x - sm) / max(sd, floor) / season_c, season_lo), 1.0)
         # 5. refractory
+        refr[i] = -1.0
         if refractory > 0:
-            score = score * min(max((n - fired_[r]) / refractory, 0.0), 1.0)
-        if score >= fire_level:
-            fired_[r] = n
-        out[i] = score
+            refr[i] = min(max((n - fired_[r]) / refractory, 0.0), 1.0)
         # learn
         nf = float(n)
         a_s = max(alpha_scale, 1.0 / max(nf, 1.0))
@@ -125,27 +145,28 @@ def score_learn(rows, xs, tss, out,  # type: ignore[no-untyped-def]  # pragma: n
             so -= v
             sq -= v * v
         if n >= w - 1:
-            v = ring[r, (head - (w - 1)) % big] - ref
+            j = head - (w - 1)
+            v = ring[r, j + big if j < 0 else j] - ref
             sr -= v
             so += v
             sq += v * v
         ring[r, head] = x
         sr += x - ref
-        head = (head + 1) % big
+        head = 0 if head + 1 == big else head + 1
         head_[r] = head
         if head == 0:  # once per lap: exact sums around a fresh reference
             filled1 = min(n + 1, big)
             tot = 0.0
             k = 0
             for a in range(w - 1, filled1):
-                tot += ring[r, (-1 - a) % big]
+                tot += ring[r, big - 1 - a]
                 k += 1
             new_ref = tot / max(k, 1)
             so = 0.0
             sq = 0.0
             sr = 0.0
             for a in range(big):
-                c = ring[r, (-1 - a) % big] - new_ref
+                c = ring[r, big - 1 - a] - new_ref
                 if w - 1 <= a < filled1:
                     so += c
                     sq += c * c
@@ -164,3 +185,16 @@ def score_learn(rows, xs, tss, out,  # type: ignore[no-untyped-def]  # pragma: n
         env_hi_[r] = max(x, hi - envelope_decay * (hi - mid))
         env_lo_[r] = min(x, lo + envelope_decay * (mid - lo))
         n_[r] = n + 1
+    for i in range(nrows):
+        score = 0.0
+        if live[i]:
+            score = min(max(-_log10_gauss_tail(zt[i]) / (2.0 * tail_digits), 0.0), 1.0)
+            if nov[i] >= 0.0:
+                score = max(score, nov[i])
+            if gate[i] >= 0.0:
+                score = score * gate[i]
+            if refr[i] >= 0.0:
+                score = score * refr[i]
+            if score >= fire_level:
+                fired_[rows[i]] = n_[rows[i]] - 1
+        out[i] = score
