@@ -44,6 +44,9 @@ GATEWAY_LOG = "gateway_log"
 """Gateway status messages since the last engine snapshot (JSON), replayed after a crash."""
 REPLAY_MARK = "service.replay_mark"
 """Key in the engine snapshot: the reading store's replay mark when it was taken."""
+REPLAY_SOURCE = "service.replay_source"
+"""Key in the engine snapshot: the file the mark counts chunks of (UTF-8 bytes); a snapshot
+restored over another store (the backend was switched) replays nothing."""
 BUFFER_SOURCE, BUFFER_RULE = "store", "buffer_near_full"
 RISK_WINDOW_MS = 24 * 3600 * 1000
 
@@ -129,12 +132,20 @@ class Service:
             with np.load(source, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
             mark = arrays.pop(REPLAY_MARK, None)
+            source = arrays.pop(REPLAY_SOURCE, None)
             self.engine.restore(arrays)
         except Exception:  # a corrupt snapshot must not keep the service down
             log.exception("alarm engine snapshot unreadable; starting with fresh detector state")
             return None
         log.info("alarm engine state restored from snapshot (%s)", path if source is path else "alarms.sqlite3")
-        return None if mark is None or int(mark[0]) < 0 else int(mark[0])
+        if mark is None or int(mark[0]) < 0:
+            return None
+        here = str(getattr(self.readings, "replay_source", ""))
+        if source is not None and bytes(source).decode() != here:  # snapshots before the key: SQLite's
+            log.warning("engine snapshot's replay mark counts chunks of %r, the store now is %r: nothing replayed",
+                        bytes(source).decode(), here)
+            return None
+        return int(mark[0])
 
     def _load_gateway_log(self) -> list[list[Any]]:
         raw = self.alarms.load_snapshot(GATEWAY_LOG)
@@ -372,7 +383,19 @@ class Service:
         mark = int(mark_of()) if mark_of is not None else -1
         snap = self.engine.snapshot()
         snap[REPLAY_MARK] = np.array([mark], np.int64)
+        snap[REPLAY_SOURCE] = np.frombuffer(str(getattr(self.readings, "replay_source", "")).encode(), np.uint8)
         return snap, len(self._gw_log)
+
+    def _persist(self, snap: dict[str, np.ndarray[Any, Any]]) -> None:
+        """Write a captured state (any thread); then a store that keeps readings only for the
+        replay (InfluxDB's journal) may drop those the new snapshot holds."""
+        self._write_engine(snap)
+        forget = getattr(self.readings, "forget_replayed", None)
+        if forget is not None:
+            try:
+                forget(int(snap[REPLAY_MARK][0]))
+            except Exception:  # the journal keeps them a while longer; the next snapshot retries
+                log.exception("replay journal: dropping readings held by the snapshot failed")
 
     def _write_engine(self, snap: dict[str, np.ndarray[Any, Any]]) -> None:
         """Write a captured state to ``engine.npz`` atomically and durably (any thread): a
@@ -409,7 +432,7 @@ class Service:
         """Save the engine's restore point now (start, stop, tests); the ticker uses
         :meth:`snapshot_engine_async`."""
         snap, n = self._capture_engine()
-        self._write_engine(snap)
+        self._persist(snap)
         self._drop_logged(n)
 
     async def snapshot_engine_async(self) -> None:
@@ -417,7 +440,7 @@ class Service:
         the anomaly scorer the state is ~220 MB: the copy takes 0.06-0.4 s, the write several
         times that, which must not stall ingest and alarms."""
         snap, n = self._capture_engine()
-        await asyncio.to_thread(self._write_engine, snap)
+        await asyncio.to_thread(self._persist, snap)
         self._drop_logged(n)
 
     async def _snapshot_in_background(self) -> None:

@@ -21,6 +21,15 @@ durable :class:`Spool` instead; a drainer thread sends spooled records in order 
 exponential backoff that honours ``Retry-After``. The call returns only when the batch is
 in InfluxDB or fsynced in the spool, and raises :class:`BufferFull` when the spool is
 full, so the MQTT ingest does not acknowledge and the broker keeps the messages.
+
+Replay journal: before that, the registered readings of the batch are committed to a small
+local SQLite file (the SQLite store's chunk format), which gives this backend the same
+replay marks as the SQLite backend: after a kill -9 the service feeds the alarm engine
+what came after its last snapshot (``plantwatch.service``). The journal only holds the
+readings since the last snapshot: :meth:`InfluxReadingStore.forget_replayed` deletes the
+older ones once a snapshot holds them. A journal write that fails is logged and counted
+(``store_errors{store="journal"}``) and the batch still goes to InfluxDB: the journal is
+a restart aid, not the record.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +55,7 @@ from ingest.store.base import (
     AggRow,
     BufferFull,
     ReadingRow,
+    StoredSince,
     StoreError,
     StoreRejected,
     StoreUnavailable,
@@ -387,13 +397,14 @@ class InfluxReadingStore:
                  builder: LineBuilder | None = None, unregistered: SQLiteReadingStore | None = None,
                  backoff: Backoff = Backoff(), background: bool = True, metrics: Metrics | None = None,
                  gzip_level: int = 1, idle_poll_s: float = 1.0, direct_timeout_ms: int = 2000,
-                 wait: Callable[[float], object] | None = None) -> None:
+                 wait: Callable[[float], object] | None = None, journal: SQLiteReadingStore | None = None) -> None:
         self._sink = sink
         self._spool = spool
         self._bucket = bucket
         self._query = query
         self._builder = builder or LineBuilder()
         self._unreg = unregistered
+        self._journal = journal
         self._backoff = backoff
         self._metrics = metrics
         self._gzip_level = gzip_level
@@ -424,8 +435,17 @@ class InfluxReadingStore:
         if not len(batch):
             return
         unreg = batch.row < 0
-        if self._unreg is not None and unreg.any():
+        any_unreg = bool(unreg.any())
+        if self._unreg is not None and any_unreg:
             self._unreg.write_readings(batch.take(unreg))
+        if self._journal is not None and not unreg.all():
+            try:
+                self._journal.write_readings(batch.take(~unreg) if any_unreg else batch)
+            except StoreError as exc:  # a restart aid only: the readings still go to InfluxDB
+                if self._metrics is not None:
+                    self._metrics.store_errors.labels("journal").inc()
+                log.error("replay journal write failed (%d readings; a crash now would replay less): %s",
+                          len(batch), exc)
         self._submit(self._builder.build(batch))
         if self._metrics is not None:
             self._metrics.store_written.inc(len(batch))
@@ -558,6 +578,25 @@ class InfluxReadingStore:
     def unregistered_sensors(self) -> list[UnregisteredSensor]:
         return self._unreg.unregistered_sensors() if self._unreg is not None else []
 
+    # -- replay after a restart (the journal) --------------------------------------------
+    def replay_mark(self) -> int:
+        """The journal's highest chunk id (-1: no journal, nothing can be replayed)."""
+        return self._journal.replay_mark() if self._journal is not None else -1
+
+    @property
+    def replay_source(self) -> str:
+        return self._journal.replay_source if self._journal is not None else ""
+
+    def readings_after(self, mark: int, max_readings: int = 100_000) -> Iterator[StoredSince]:
+        """The journal's readings committed after ``mark`` (see SQLiteReadingStore.readings_after)."""
+        if self._journal is not None:
+            yield from self._journal.readings_after(mark, max_readings)
+
+    def forget_replayed(self, mark: int) -> None:
+        """A snapshot taken at ``mark`` is durable: the journal drops what it holds."""
+        if self._journal is not None and mark > 0:
+            self._journal.delete_chunks_below(mark)
+
     def close(self) -> None:
         """Stop the drainer (what is still spooled stays on disk for the next start)."""
         self._stop.set()
@@ -568,19 +607,23 @@ class InfluxReadingStore:
         self._sink.close()
         if self._unreg is not None:
             self._unreg.close()
+        if self._journal is not None:
+            self._journal.close()
 
 
 def open_influx(url: str, token: str, org: str, bucket: str, data_dir: Path, *, registry: Registry | None = None,
                 tags_of_row: TagsOfRow | None = None, buffer_max_bytes: int = 1 << 30, timeout_ms: int = 10_000,
                 backoff: Backoff = Backoff(), background: bool = True,
                 metrics: Metrics | None = None) -> InfluxReadingStore:
-    """The InfluxDB reading store with its spool in ``data_dir/influx-spool`` and the
-    unregistered-sensor table in ``data_dir/influx-unregistered.sqlite3``."""
+    """The InfluxDB reading store with its spool in ``data_dir/influx-spool``, the
+    unregistered-sensor table in ``data_dir/influx-unregistered.sqlite3`` and the replay
+    journal in ``data_dir/influx-replay.sqlite3``."""
     http = InfluxHttp(url, token, org, bucket, timeout_ms=timeout_ms)
     return InfluxReadingStore(
         http, Spool(data_dir / "influx-spool", buffer_max_bytes), bucket=bucket, query=http.query,
         builder=LineBuilder(tags_of_row, registry),
         unregistered=SQLiteReadingStore(data_dir / "influx-unregistered.sqlite3"),
+        journal=SQLiteReadingStore(data_dir / "influx-replay.sqlite3"),
         backoff=backoff, background=background, metrics=metrics,
     )
 

@@ -331,6 +331,18 @@ class SQLiteReadingStore:
         higher ids, so :meth:`readings_after` with this mark returns exactly them."""
         return int(self._db.query("replay_mark", "SELECT coalesce(max(id), 0) FROM chunks")[0][0])
 
+    @property
+    def replay_source(self) -> str:
+        """Which file the replay marks count chunks of (a snapshot's mark is only valid here)."""
+        return self.path.name
+
+    def delete_chunks_below(self, mark: int) -> int:
+        """Delete the chunks with an id below ``mark``; returns how many. For a store kept only
+        as a replay journal: the chunk at ``mark`` stays, so ids never go back and a mark
+        taken later is still above everything older."""
+        with self._db.transaction("delete_chunks_below") as conn:
+            return int(conn.execute("DELETE FROM chunks WHERE id < ?", (mark,)).rowcount)
+
     def readings_after(self, mark: int, max_readings: int = 100_000) -> Iterator[StoredSince]:
         """Readings of the chunks committed after ``mark``, in commit order (by sensor and
         time within one chunk), in pieces of about ``max_readings`` (whole chunks). The

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from alerts.engine import AlarmEngine
+from ingest.store.influx import InfluxReadingStore
 from plantwatch.clock import FakeClock
 from plantwatch.domain import Level
-from plantwatch.service import REPLAY_MARK, Service
+from plantwatch.service import REPLAY_MARK, REPLAY_SOURCE, Service
 from plantwatch.settings import Settings
 
 T0 = 1_795_459_488_000
@@ -96,10 +97,13 @@ def _messages(t_s: int, rng: np.random.Generator, offline: set[str]) -> list[tup
     return out
 
 
-def _service(data_dir: Path, clock: FakeClock) -> Service:
+def _service(data_dir: Path, clock: FakeClock, influx_url: str | None = None) -> Service:
+    """A service on SQLite files, or with ``influx_url`` on InfluxDB (a real victoria-metrics)."""
     cfg = data_dir.parent / f"{data_dir.name}.toml"
     cfg.write_text(CONFIG)
-    return Service(Settings(data_dir=data_dir, config=cfg, store_writer="inline"), clock=clock)
+    store: dict[str, Any] = {} if influx_url is None else {"store": "influx", "influx_url": influx_url,
+                                                           "influx_token": "t"}
+    return Service(Settings(data_dir=data_dir, config=cfg, store_writer="inline", **store), clock=clock)
 
 
 def _run_around_a_snapshot(svc: Service, clock: FakeClock, at_s: int, end_s: int) -> None:
@@ -151,15 +155,20 @@ def _state(svc: Service) -> dict[str, np.ndarray[Any, Any]]:
     return {k: v for k, v in svc.engine.snapshot().items() if k != "clock"}
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("seed", "store"), [(1, "sqlite"), (2, "sqlite"), (1, "influx")])
 async def test_a_crash_after_the_snapshot_replays_stored_readings_and_continues_as_if_never_stopped(
-        tmp_path: Path, seed: int) -> None:
+        tmp_path: Path, seed: int, store: str, request: pytest.FixtureRequest) -> None:
+    """With InfluxDB the replay comes from the store's local journal (influx-replay.sqlite3)."""
     clock = FakeClock(T0)
     ref = _service(tmp_path / "ref", clock)      # never stops
-    crashed = _service(tmp_path / "crashed", clock)
+    crashed = _service(tmp_path / "crashed", clock,
+                       request.getfixturevalue("vmetrics").url if store == "influx" else None)
     try:
         _run([ref, crashed], clock, range(0, 60), seed)
         crashed.snapshot_engine()  # the last restore point before the crash
+        if store == "influx":  # the journal dropped what the snapshot holds: all but its newest chunk
+            assert isinstance(crashed.readings, InfluxReadingStore)
+            assert sum(len(p) for p in crashed.readings.readings_after(0)) == 1  # of 300 readings
         # after it: GT-1 crosses 50 %LEL (red timer running), GT-2 reaches stage 2, GW2 goes offline
         _run([ref, crashed], clock, range(60, 160), seed + 100, offline_at=130)
         assert ref.engine.level(ref.registry.row_of("E1", "GT-1"), "high") == Level.RED
@@ -207,7 +216,7 @@ async def test_the_snapshot_alone_would_have_lost_the_running_red_timer(tmp_path
         row = crashed.registry.row_of("E1", "GT-1")
         engine = AlarmEngine(crashed.registry.sensors, crashed.registry.enterprises)
         with np.load(crashed.engine_snapshot_path, allow_pickle=False) as npz:
-            engine.restore({k: npz[k] for k in npz.files if k != REPLAY_MARK})
+            engine.restore({k: npz[k] for k in npz.files if k not in (REPLAY_MARK, REPLAY_SOURCE)})
         assert engine.level(row, "high") == Level.YELLOW  # at the snapshot GT-1 was at 30 %LEL
         clock.now = T0 + 165_000
         restarted = Service(crashed.settings, clock=clock)
@@ -296,3 +305,24 @@ async def test_a_data_directory_with_the_engine_state_in_sqlite_restores_and_mov
         assert again.engine.level(row, "high") == Level.ORANGE  # now from engine.npz
     finally:
         await again.stop()
+
+
+async def test_a_snapshot_taken_over_another_store_replays_nothing(
+        tmp_path: Path, vmetrics: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The replay mark counts chunks of one file: after switching the backend (SQLite to
+    InfluxDB) the new store's journal ids mean something else, so the service starts from the
+    snapshot alone and says so."""
+    clock = FakeClock(T0)
+    crashed = _service(tmp_path / "svc", clock)
+    try:
+        _run_around_a_snapshot(crashed, clock, 60, 160)
+    finally:
+        _abandon(crashed)
+    row = crashed.registry.row_of("E1", "GT-1")
+    clock.now = T0 + 165_000
+    switched = _service(tmp_path / "svc", clock, vmetrics.url)
+    try:
+        assert "counts chunks of 'readings.sqlite3', the store now is 'influx-replay.sqlite3'" in caplog.text
+        assert switched.engine.level(row, "high") == Level.YELLOW  # the snapshot's state, nothing replayed
+    finally:
+        await switched.stop()

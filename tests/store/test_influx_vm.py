@@ -286,3 +286,46 @@ def test_alarm_saves_do_not_wait_for_the_influx_copy(vmetrics: VictoriaMetrics, 
     finally:
         alarms.close()
         readings.close()
+
+
+def test_replay_journal_holds_registered_readings_since_the_last_snapshot(vmetrics: VictoriaMetrics,
+                                                                          tmp_path: Path) -> None:
+    """The InfluxDB backend's replay marks: the local journal returns exactly the registered
+    readings committed after a mark, drops what a snapshot holds without letting ids go back,
+    and a journal that fails costs the replay, never the write to InfluxDB."""
+    from plantwatch.metrics import Metrics
+
+    metrics = Metrics()
+    http = InfluxHttp(vmetrics.url, "token", "org", "bucket", timeout_ms=3000)
+    journal = SQLiteReadingStore(tmp_path / "journal.sqlite3")
+    store = InfluxReadingStore(http, Spool(tmp_path / "spool", 64 << 20), bucket="bucket", background=False,
+                               journal=journal, metrics=metrics,
+                               unregistered=SQLiteReadingStore(tmp_path / "unreg.sqlite3"))
+    try:
+        assert store.replay_mark() == 0
+        assert store.replay_source == "journal.sqlite3"
+        first = make_batch(["E"] * 3, ["D"] * 3, ["A", "B", "X"], [T0, T0, T0 + 1], [1.0, 2.0, 3.0],
+                           rows=[0, 1, -1])  # X is unregistered: not for the engine, not journalled
+        store.write_readings(first)
+        mark = store.replay_mark()
+        second = make_batch(["E"] * 2, ["D"] * 2, ["A", "B"], [T0 + 1000] * 2, [4.0, 5.0], rows=[0, 1])
+        store.write_readings(second)
+        [piece] = list(store.readings_after(mark))
+        assert sorted(zip([piece.keys[i] for i in piece.series], piece.ts_ms.tolist(), piece.value.tolist(),
+                          strict=True)) == [(("E", "A"), T0 + 1000, 4.0), (("E", "B"), T0 + 1000, 5.0)]
+        assert sum(len(p) for p in store.readings_after(0)) == 4  # A and B twice; X is not in it
+        # a snapshot at the newest mark is durable: everything below it goes, ids keep climbing
+        newest = store.replay_mark()
+        store.forget_replayed(newest)
+        assert sum(len(p) for p in store.readings_after(0)) == 1  # the chunk at the mark stays
+        store.write_readings(make_batch(["E"], ["D"], ["A"], [T0 + 2000], [6.0], rows=[0]))
+        assert store.replay_mark() > newest
+        assert [p.value.tolist() for p in store.readings_after(newest)] == [[6.0]]
+        # the journal fails (here: closed under the store): logged and counted, InfluxDB still gets it
+        journal.close()
+        store.write_readings(make_batch(["E"], ["D"], ["B"], [T0 + 3000], [7.0], rows=[1]))
+        assert metrics.registry.get_sample_value("plantwatch_store_errors_total", {"store": "journal"}) == 1
+        assert samples_by_series(vmetrics.url, "reading_value", T0 - 1, T0 + 5000)[("E", "B")] == [
+            (T0, 2.0), (T0 + 1000, 5.0), (T0 + 3000, 7.0)]
+    finally:
+        store.close()
