@@ -23,7 +23,7 @@ in InfluxDB or fsynced in the spool, and raises :class:`BufferFull` when the spo
 full, so the MQTT ingest does not acknowledge and the broker keeps the messages.
 
 Replay journal: before that, the registered readings of the batch are committed to a small
-local SQLite file (the SQLite store's chunk format), which gives this backend the same
+local SQLite file (:class:`ingest.store.sqlite.ReplayJournal`, one row per batch), which gives this backend the same
 replay marks as the SQLite backend: after a kill -9 the service feeds the alarm engine
 what came after its last snapshot (``plantwatch.service``). The journal only holds the
 readings since the last snapshot: :meth:`InfluxReadingStore.forget_replayed` deletes the
@@ -62,7 +62,7 @@ from ingest.store.base import (
     UnregisteredSensor,
 )
 from ingest.store.buffer import Spool
-from ingest.store.sqlite import SQLiteReadingStore
+from ingest.store.sqlite import ReplayJournal, SQLiteReadingStore
 from plantwatch.metrics import Metrics
 from plantwatch.registry import Registry
 
@@ -397,7 +397,7 @@ class InfluxReadingStore:
                  builder: LineBuilder | None = None, unregistered: SQLiteReadingStore | None = None,
                  backoff: Backoff = Backoff(), background: bool = True, metrics: Metrics | None = None,
                  gzip_level: int = 1, idle_poll_s: float = 1.0, direct_timeout_ms: int = 2000,
-                 wait: Callable[[float], object] | None = None, journal: SQLiteReadingStore | None = None) -> None:
+                 wait: Callable[[float], object] | None = None, journal: ReplayJournal | None = None) -> None:
         self._sink = sink
         self._spool = spool
         self._bucket = bucket
@@ -595,7 +595,7 @@ class InfluxReadingStore:
     def forget_replayed(self, mark: int) -> None:
         """A snapshot taken at ``mark`` is durable: the journal drops what it holds."""
         if self._journal is not None and mark > 0:
-            self._journal.delete_chunks_below(mark)
+            self._journal.forget_below(mark)
 
     def close(self) -> None:
         """Stop the drainer (what is still spooled stays on disk for the next start)."""
@@ -623,7 +623,7 @@ def open_influx(url: str, token: str, org: str, bucket: str, data_dir: Path, *, 
         http, Spool(data_dir / "influx-spool", buffer_max_bytes), bucket=bucket, query=http.query,
         builder=LineBuilder(tags_of_row, registry),
         unregistered=SQLiteReadingStore(data_dir / "influx-unregistered.sqlite3"),
-        journal=SQLiteReadingStore(data_dir / "influx-replay.sqlite3"),
+        journal=ReplayJournal(data_dir / "influx-replay.sqlite3"),
         backoff=backoff, background=background, metrics=metrics,
     )
 

@@ -191,11 +191,13 @@ class SQLiteReadingStore:
     and of two different values with the same timestamp the first one is kept.
     """
 
+    _schema = _READINGS_SCHEMA
+
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL") -> None:
         self.path = path
         self.synchronous: Synchronous = synchronous
         """Where and how durably it writes (a writer process opens the same file the same way)."""
-        self._db = _Db(path, _READINGS_SCHEMA, synchronous, "sqlite")
+        self._db = _Db(path, self._schema, synchronous, "sqlite")
         self._by_key: dict[tuple[str, str], int] = {
             (e, s): i for i, e, s in self._db.writer.execute("SELECT id, enterprise_id, sensor_id FROM series")
         }
@@ -335,13 +337,6 @@ class SQLiteReadingStore:
     def replay_source(self) -> str:
         """Which file the replay marks count chunks of (a snapshot's mark is only valid here)."""
         return self.path.name
-
-    def delete_chunks_below(self, mark: int) -> int:
-        """Delete the chunks with an id below ``mark``; returns how many. For a store kept only
-        as a replay journal: the chunk at ``mark`` stays, so ids never go back and a mark
-        taken later is still above everything older."""
-        with self._db.transaction("delete_chunks_below") as conn:
-            return int(conn.execute("DELETE FROM chunks WHERE id < ?", (mark,)).rowcount)
 
     def readings_after(self, mark: int, max_readings: int = 100_000) -> Iterator[StoredSince]:
         """Readings of the chunks committed after ``mark``, in commit order (by sensor and
@@ -485,6 +480,91 @@ class SQLiteReadingStore:
 
 
 # -- alarms -----------------------------------------------------------------------------
+
+
+class ReplayJournal(SQLiteReadingStore):
+    """The readings since the last engine snapshot, for a reading store that has no commit
+    order of its own to replay from (InfluxDB). One row per written batch,
+    ``batches(id, n, series, ts, value, received)`` with the columns as little-endian bytes
+    (series ids from the inherited ``series`` table): one INSERT per batch and no sort, so
+    it costs the writer little. ``id`` is the replay mark; :meth:`forget_below` drops what
+    a durable snapshot holds. Only replay methods are meant to be used on it."""
+
+    _schema = _READINGS_SCHEMA + """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    n INTEGER NOT NULL,
+    series BLOB NOT NULL,
+    ts BLOB NOT NULL,
+    value BLOB NOT NULL,
+    received BLOB NOT NULL
+);
+"""
+
+    def write_readings(self, batch: ReadingBatch) -> None:
+        """Append the batch (registered readings: its rows name the series) in one transaction."""
+        if not len(batch):
+            return
+        try:
+            with self._db.transaction("journal_write") as conn:
+                ids = self._series_ids(conn, batch)
+                conn.execute("INSERT INTO batches (n, series, ts, value, received) VALUES (?, ?, ?, ?, ?)",
+                             (len(batch), ids.astype(_I64, copy=False).tobytes(),
+                              batch.ts_ms.astype(_I64, copy=False).tobytes(),
+                              batch.value.astype(_F64, copy=False).tobytes(),
+                              batch.received_ms.astype(_I64, copy=False).tobytes()))
+        except BaseException:
+            if not self._db.closed:
+                self._reload_series()
+            raise
+
+    def replay_mark(self) -> int:
+        """Highest batch id committed so far (0 when empty)."""
+        return int(self._db.query("replay_mark", "SELECT coalesce(max(id), 0) FROM batches")[0][0])
+
+    def readings_after(self, mark: int, max_readings: int = 100_000) -> Iterator[StoredSince]:
+        """The batches committed after ``mark``, in commit order, in pieces of about
+        ``max_readings`` (whole batches)."""
+        keys = {i: (e, s) for i, e, s in self._db.query("readings_after", "SELECT id, enterprise_id, sensor_id "
+                                                        "FROM series")}
+        try:
+            cur = self._db.reader().execute("SELECT id, n, series, ts, value, received FROM batches WHERE id > ? "
+                                            "ORDER BY id", (mark,))
+        except sqlite3.Error as exc:
+            raise StoreError("sqlite", "readings_after", str(exc)) from None
+        try:
+            taken: list[Any] = []
+            n = 0
+            while rows := cur.fetchmany(64):
+                for r in rows:
+                    taken.append(r)
+                    n += r[1]
+                    if n >= max_readings:
+                        yield self._piece(taken, keys)
+                        taken, n = [], 0
+            if taken:
+                yield self._piece(taken, keys)
+        except sqlite3.Error as exc:
+            raise StoreError("sqlite", "readings_after", str(exc)) from None
+        finally:
+            cur.close()
+
+    @staticmethod
+    def _piece(taken: list[Any], keys: dict[int, tuple[str, str]]) -> StoredSince:
+        def col(k: int, dt: np.dtype[Any]) -> npt.NDArray[Any]:
+            return np.frombuffer(b"".join(r[k] for r in taken), dtype=dt)
+
+        sids, index = np.unique(col(2, _I64), return_inverse=True)
+        return StoredSince(keys=[keys[sid] for sid in sids.tolist()], series=index.astype(np.int64),
+                           ts_ms=col(3, _I64).astype(np.int64), value=col(4, _F64).astype(np.float64),
+                           received_ms=col(5, _I64).astype(np.int64), mark=int(taken[-1][0]))
+
+    def forget_below(self, mark: int) -> int:
+        """Delete the batches with an id below ``mark`` (a durable snapshot holds them);
+        returns how many. The batch at ``mark`` stays, so ids never go back and a mark
+        taken later is above everything older."""
+        with self._db.transaction("journal_forget") as conn:
+            return int(conn.execute("DELETE FROM batches WHERE id < ?", (mark,)).rowcount)
 
 
 def _columns(cls: type[Any]) -> list[tuple[str, str]]:
@@ -654,4 +734,4 @@ def open_sqlite(data_dir: Path, *, synchronous: Synchronous = "NORMAL") -> tuple
             SQLiteAlarmStore(data_dir / "alarms.sqlite3", synchronous=synchronous))
 
 
-__all__ = ["SQLiteAlarmStore", "SQLiteReadingStore", "open_sqlite"]
+__all__ = ["ReplayJournal", "SQLiteAlarmStore", "SQLiteReadingStore", "open_sqlite"]

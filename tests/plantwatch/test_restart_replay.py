@@ -166,9 +166,9 @@ async def test_a_crash_after_the_snapshot_replays_stored_readings_and_continues_
     try:
         _run([ref, crashed], clock, range(0, 60), seed)
         crashed.snapshot_engine()  # the last restore point before the crash
-        if store == "influx":  # the journal dropped what the snapshot holds: all but its newest chunk
+        if store == "influx":  # the journal dropped what the snapshot holds: all but its newest batch
             assert isinstance(crashed.readings, InfluxReadingStore)
-            assert sum(len(p) for p in crashed.readings.readings_after(0)) == 1  # of 300 readings
+            assert sum(len(p) for p in crashed.readings.readings_after(0)) == 5  # of 300 readings
         # after it: GT-1 crosses 50 %LEL (red timer running), GT-2 reaches stage 2, GW2 goes offline
         _run([ref, crashed], clock, range(60, 160), seed + 100, offline_at=130)
         assert ref.engine.level(ref.registry.row_of("E1", "GT-1"), "high") == Level.RED

@@ -20,6 +20,7 @@ from ingest.store import InfluxReadingStore, MirroredAlarmStore, SQLiteReadingSt
 from ingest.store.base import BufferFull
 from ingest.store.buffer import Spool
 from ingest.store.influx import Backoff, InfluxHttp, LineBuilder
+from ingest.store.sqlite import ReplayJournal
 from ingest.store.writer import ThreadWriter
 from plantwatch.domain import AlarmStatus, Level
 from plantwatch.registry import Enterprise, Registry, Sensor
@@ -297,7 +298,7 @@ def test_replay_journal_holds_registered_readings_since_the_last_snapshot(vmetri
 
     metrics = Metrics()
     http = InfluxHttp(vmetrics.url, "token", "org", "bucket", timeout_ms=3000)
-    journal = SQLiteReadingStore(tmp_path / "journal.sqlite3")
+    journal = ReplayJournal(tmp_path / "journal.sqlite3")
     store = InfluxReadingStore(http, Spool(tmp_path / "spool", 64 << 20), bucket="bucket", background=False,
                                journal=journal, metrics=metrics,
                                unregistered=SQLiteReadingStore(tmp_path / "unreg.sqlite3"))
@@ -317,7 +318,7 @@ def test_replay_journal_holds_registered_readings_since_the_last_snapshot(vmetri
         # a snapshot at the newest mark is durable: everything below it goes, ids keep climbing
         newest = store.replay_mark()
         store.forget_replayed(newest)
-        assert sum(len(p) for p in store.readings_after(0)) == 1  # the chunk at the mark stays
+        assert sum(len(p) for p in store.readings_after(0)) == 2  # the batch at the mark stays
         store.write_readings(make_batch(["E"], ["D"], ["A"], [T0 + 2000], [6.0], rows=[0]))
         assert store.replay_mark() > newest
         assert [p.value.tolist() for p in store.readings_after(newest)] == [[6.0]]
