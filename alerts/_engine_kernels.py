@@ -73,47 +73,98 @@ def quiet_update(r, t, v, code, fs, now_ms, seen, last_ts, last_v, flat_since,  
         count[ri] = c + 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _ladder_row(thr, clr, don, doff, on_since, off_since, ri, xi, ti, li, p):  # type: ignore[no-untyped-def]
+    """One row of :func:`ladder_step`: updates the row's timers, returns its new level."""  # pragma: no cover
+    no_ts = NO_TS
+    raw = 0
+    hold = 0
+    for lv in range(4):
+        cond = xi >= thr[ri, lv]
+        delayed = don[ri, lv] > 0
+        on = on_since[ri, lv]
+        if not li:
+            on = (on if on != no_ts else ti) if (cond and delayed) else no_ts
+            on_since[ri, lv] = on
+        if cond and (not delayed or (on != no_ts and ti - on >= don[ri, lv])):
+            raw = lv + 1
+        if xi >= clr[ri, lv]:
+            hold = lv + 1
+    if li:  # a late reading only escalates, with the timers already running
+        return max(p, raw)
+    target = max(raw, min(p, hold))
+    if target < p:
+        off = off_since[ri]
+        off = off if off != no_ts else ti
+        if ti - off >= doff[ri]:
+            off_since[ri] = no_ts
+            return target
+        off_since[ri] = off
+        return p
+    off_since[ri] = no_ts
+    return target
+
+
 @njit(cache=True, nogil=True)
 def ladder_step(thr, clr, don, doff, on_since, off_since, rows, x, ts, prev,  # type: ignore[no-untyped-def]
                 late, any_late, new):  # pragma: no cover - compiled
     """:func:`alerts.detectors.ladder_step` for one round, row by row (the numpy function is
     the specification; the same comparisons in the same order). Writes ``new`` (int8)."""
-    no_ts = NO_TS
+    for i in range(rows.shape[0]):
+        new[i] = _ladder_row(thr, clr, don, doff, on_since, off_since, rows[i], x[i], ts[i],
+                             any_late and late[i], prev[i])
+
+
+X_VALUE, X_NEGATED, X_BASELINE, X_SPARKS = 0, 1, 2, 3  # quantity of: overload, low, baseline, high
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ladder_rule(mode, thr, clr, don, doff, on_since, off_since, has_rule,  # type: ignore[no-untyped-def]
+                baseline, base_rise, spark, ring_v, ring_t, span_ms, in_ring, level, rule, rows, v, ts, late,
+                any_late, gate_red, red_while_running, area, fan_stopped, out_i, out_prev, out_new):  # pragma: no cover
+    """``AlarmEngine._ladder`` for one round: rows that have the rule (or still hold a level
+    of it) take its quantity as ``_ladder_x`` does (``mode``: the value; the same but for
+    spark rows the sparks of the last ``span_ms`` in the ring plus the reading unless
+    ``in_ring``; its negation; the baseline deviation), the ladder step, the valve hold (``gate_red``) and
+    the level write of ``_set``. Returns how many rows changed level; their positions in
+    ``rows``, previous and new levels are in ``out_i``, ``out_prev``, ``out_new``."""
+    k = 0
+    w = ring_v.shape[0]
     for i in range(rows.shape[0]):
         ri = rows[i]
-        xi = x[i]
-        ti = ts[i]
-        li = any_late and late[i]
-        raw = 0
-        hold = 0
-        for lv in range(4):
-            cond = xi >= thr[ri, lv]
-            delayed = don[ri, lv] > 0
-            on = on_since[ri, lv]
-            if not li:
-                on = (on if on != no_ts else ti) if (cond and delayed) else no_ts
-                on_since[ri, lv] = on
-            if cond and (not delayed or (on != no_ts and ti - on >= don[ri, lv])):
-                raw = lv + 1
-            if xi >= clr[ri, lv]:
-                hold = lv + 1
-        p = prev[i]
-        if li:  # a late reading only escalates, with the timers already running
-            new[i] = max(p, raw)
+        p = level[ri, rule]
+        if not (has_rule[ri] or p > 0):
             continue
-        target = max(raw, min(p, hold))
-        if target < p:
-            off = off_since[ri]
-            off = off if off != no_ts else ti
-            if ti - off >= doff[ri]:
-                off_since[ri] = no_ts
-                new[i] = target
-            else:
-                off_since[ri] = off
-                new[i] = p
+        vi = v[i]
+        if mode == X_NEGATED:
+            xi = -vi
+        elif mode == X_BASELINE:
+            b = baseline[ri]
+            xi = vi - b if base_rise[ri] else abs(vi / b - 1.0) * 100.0
+        elif mode == X_SPARKS and spark[ri]:  # detectors.window_sum: ring in position order, NaN skipped
+            t_i = ts[i]
+            xi = 0.0
+            for pos in range(w):
+                tt = ring_t[pos, ri]
+                vv = ring_v[pos, ri]
+                if tt > t_i - span_ms and tt <= t_i and vv == vv:
+                    xi += vv
+            if not in_ring:
+                xi += vi
         else:
-            off_since[ri] = no_ts
-            new[i] = target
+            xi = vi
+        new = _ladder_row(thr, clr, don, doff, on_since, off_since, ri, xi, ts[i], any_late and late[i], p)
+        if gate_red and new > 3 and red_while_running[ri]:  # Level.ORANGE: held while the fan is stopped
+            a = area[ri]
+            if a >= 0 and fan_stopped[a]:
+                new = 3
+        if new != p:
+            level[ri, rule] = new
+            out_i[k] = i
+            out_prev[k] = p
+            out_new[k] = new
+            k += 1
+    return k
 
 
 @njit(cache=True, nogil=True)
@@ -194,6 +245,9 @@ def warm() -> None:
         classify(rows, i8, f8, i8, f8, i8, f8, f8, i8, i1, i8)
         quiet_update(rows, i8, f8, i1, i8, 0, i8, i8, f8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64))
         ladder_step(f8_4, f8_4, i8_4, i8, i8_4, i8, rows, f8, i8, i1, b1, False, i1)
+        ladder_rule(0, f8_4, f8_4, i8_4, i8, i8_4, i8, b1, f8, b1, b1, np.zeros((2, 0)), np.zeros((2, 0), np.int64),
+                    0, False, i1_2, 0, rows, f8, i8, b1, False, False, b1, np.zeros(0, np.int32), b1,
+                    np.zeros(0, np.intp), i1, i1)
         settle(rows, i1_2, i8_4, i8, i8_4, i8, i8_4, i8, i8_4, i8, b1, f8, f8)
         in_order(rows, i8, f8, i8, f8, i8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64), 1, f8, f8, i8,
                  f8_4, i1, i1, f8, i1)

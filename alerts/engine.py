@@ -61,6 +61,7 @@ SORT_MIN_ROWS = 4096
 """A batch of unique rows at least this large (and covering at least 1/8 of the capacity) in
 random order is put in row order before evaluation (see ``evaluate``)."""
 _NO_LATE = np.zeros(0, bool)
+_X_MODE = {"high": _rk.X_SPARKS, "low": _rk.X_NEGATED, "baseline": _rk.X_BASELINE, "overload": _rk.X_VALUE}
 _LADDER_RULE = {"high": R_HIGH, "low": R_LOW, "baseline": R_BASE, "overload": RULE["overload"]}
 
 
@@ -148,6 +149,9 @@ class AlarmEngine:
             _rk.warm()
         self._code = np.empty(1024, np.int8)    # scratch of the compiled round: per-reading code
         self._fs = np.empty(1024, np.int64)     # and flat-since time
+        # scratch of the compiled ladder rule: positions, previous and new levels of the rows it changed
+        self._lad_i = np.empty(1024, np.intp)
+        self._lad_prev, self._lad_new = np.empty(1024, np.int8), np.empty(1024, np.int8)
         self.sync(sensors, enterprises)
 
     # -- configuration -------------------------------------------------------------------
@@ -460,6 +464,9 @@ class AlarmEngine:
                 out: _Out, in_ring: bool = False) -> None:
         lad: LadderArrays = getattr(self._cfg, "baseline_ladder" if name == "baseline" else name)
         rule = _LADDER_RULE[name]
+        if self._kernel:
+            self._ladder_compiled(name, lad, rule, rows, v, ts, late, out, in_ring)
+            return
         prev = self._st["level"][rows, rule]
         use = self._ladder_on[name][rows] | (prev > 0)
         if not use.all():  # only rows that have this rule (or still hold a level from before)
@@ -469,17 +476,33 @@ class AlarmEngine:
             rows, v, ts, prev = rows[i], v[i], ts[i], prev[i]
             late = None if late is None else late[i]
         x = self._ladder_x(name, rows, v, ts, in_ring)
-        if self._kernel:
-            new = np.empty(len(rows), np.int8)
-            _rk.ladder_step(lad.thr, lad.clr, lad.don_ms, lad.doff_ms, self._st[f"on_{name}"],
-                            self._st[f"off_{name}"], rows, np.asarray(x, np.float64), np.asarray(ts, np.int64),
-                            prev, _NO_LATE if late is None else late, late is not None, new)
-        else:
-            new = det.ladder_step(lad, self._st[f"on_{name}"], self._st[f"off_{name}"],
-                                  rows, x, ts, prev, late)
+        new = det.ladder_step(lad, self._st[f"on_{name}"], self._st[f"off_{name}"], rows, x, ts, prev, late)
         if name == "high" and self._gate_red:
             new = self._hold_red_while_stopped(rows, new)
         self._set(rule, rows, new, v, ts, out)
+
+    def _ladder_compiled(self, name: str, lad: LadderArrays, rule: int, rows: I32, v: F64, ts: I64,
+                         late: npt.NDArray[np.bool_] | None, out: _Out, in_ring: bool) -> None:
+        """:meth:`_ladder` in one compiled pass (``_rk.ladder_rule``): the same rows, quantity,
+        step, valve hold and level write."""
+        cfg, st = self._cfg, self._st
+        n = len(rows)
+        if len(self._lad_i) < n:
+            m = max(n, 2 * len(self._lad_i))
+            self._lad_i = np.empty(m, np.intp)
+            self._lad_prev, self._lad_new = np.empty(m, np.int8), np.empty(m, np.int8)
+        v64 = np.asarray(v, np.float64)
+        k = _rk.ladder_rule(_X_MODE[name], lad.thr, lad.clr, lad.don_ms, lad.doff_ms, st[f"on_{name}"],
+                            st[f"off_{name}"], self._ladder_on[name], cfg.baseline, cfg.base_rise, cfg.spark,
+                            self._ring_v, self._ring_t, int(SPARK_RATE_WINDOW_S * 1000), in_ring, st["level"], rule,
+                            rows, v64, np.asarray(ts, np.int64), _NO_LATE if late is None else late,
+                            late is not None, name == "high" and self._gate_red, cfg.red_while_running, cfg.area,
+                            self._fan_stopped, self._lad_i, self._lad_prev, self._lad_new)
+        if k:
+            i = self._lad_i[:k].copy()
+            rr = rows[i]
+            out.add(rr, rule, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), v64[i], ts[i])
+            self._dirty.append(rr)
 
     def _hold_red_while_stopped(self, rows: I32, new: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:
         """Valves: "fault > 10 min *while running*" (DOMAIN.md): the red is held at orange while
