@@ -234,6 +234,47 @@ def row_order(r, t, v, mark, limit, r2, t2, v2):  # type: ignore[no-untyped-def]
     return True
 
 
+@njit(cache=True, nogil=True)
+def compound(areas, temp_ptr, temp_rows, area, area_spark, level, last_ts, last_v,  # type: ignore[no-untyped-def]
+             now_ms, tick_ts, use_tick, span_ms, r_high, r_base, r_comp, temp_level,
+             out_rows, out_prev, out_new, out_val, out_ts):  # pragma: no cover - compiled
+    """``AlarmEngine._compound``: the compound red of the temperature rows of ``areas`` (in
+    order) and the level write of ``_set``. Returns how many rows changed; their rows,
+    previous and new levels, values and times are in the ``out_*`` arrays."""
+    k = 0
+    for j in range(areas.shape[0]):
+        a = areas[j]
+        for q in range(temp_ptr[a], temp_ptr[a + 1]):
+            ri = temp_rows[q]
+            ls = area_spark[area[ri]]
+            recent = ls != NO_TS and now_ms - ls <= span_ms
+            hot = level[ri, r_high] >= temp_level or level[ri, r_base] >= 1  # Level.BLUE
+            new = 4 if recent and hot else 0  # Level.RED
+            p = level[ri, r_comp]
+            if new != p:
+                level[ri, r_comp] = new
+                out_rows[k] = ri
+                out_prev[k] = p
+                out_new[k] = new
+                out_val[k] = last_v[ri]
+                out_ts[k] = tick_ts if use_tick else max(last_ts[ri], ls)
+                k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def vote_changes(r, votes, area, level, r_high, s2_before, out_i):  # type: ignore[no-untyped-def]
+    """Positions in ``r`` of voting rows (in an area) whose stage-2 status moved this round
+    (``AlarmEngine._vote``'s ``ch``); returns how many."""  # pragma: no cover - compiled
+    k = 0
+    for i in range(r.shape[0]):
+        ri = r[i]
+        if votes[ri] and area[ri] >= 0 and (level[ri, r_high] >= 3) != s2_before[i]:  # Level.ORANGE
+            out_i[k] = i
+            k += 1
+    return k
+
+
 def warm() -> None:
     """Compile (or load from numba's cache) every kernel for the row dtypes the engine passes
     (intp from ``evaluate``, int32 from ``tick`` and the slow path), so that the first batch
@@ -251,6 +292,9 @@ def warm() -> None:
         settle(rows, i1_2, i8_4, i8, i8_4, i8, i8_4, i8, i8_4, i8, b1, f8, f8)
         in_order(rows, i8, f8, i8, f8, i8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64), 1, f8, f8, i8,
                  f8_4, i1, i1, f8, i1)
+        vote_changes(rows, b1, np.zeros(0, np.int32), i1_2, 0, b1, np.zeros(0, np.intp))
+    i4 = np.zeros(0, np.int32)
+    compound(i4, i8, i4, i4, i8, i1_2, i8, f8, 0, 0, False, 0, 0, 0, 0, 0, i4, i1, i1, f8, i8)
     unique_rows(np.zeros(0, np.intp), mark)
     row_order(np.zeros(0, np.intp), i8, f8, mark, 0, np.zeros(0, np.intp), i8, f8)
 

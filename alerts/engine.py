@@ -149,9 +149,9 @@ class AlarmEngine:
             _rk.warm()
         self._code = np.empty(1024, np.int8)    # scratch of the compiled round: per-reading code
         self._fs = np.empty(1024, np.int64)     # and flat-since time
-        # scratch of the compiled ladder rule: positions, previous and new levels of the rows it changed
-        self._lad_i = np.empty(1024, np.intp)
-        self._lad_prev, self._lad_new = np.empty(1024, np.int8), np.empty(1024, np.int8)
+        # scratch of the compiled rules: what they changed (see _scratch)
+        self._lad_i = np.empty(0, np.intp)  # positions, previous and new levels; rows, values, times (_em)
+        self._scratch(1024)
         self.sync(sensors, enterprises)
 
     # -- configuration -------------------------------------------------------------------
@@ -481,6 +481,13 @@ class AlarmEngine:
             new = self._hold_red_while_stopped(rows, new)
         self._set(rule, rows, new, v, ts, out)
 
+    def _scratch(self, n: int) -> None:
+        """Grow the compiled rules' output scratch to at least ``n`` entries."""
+        m = max(n, 2 * len(self._lad_i))
+        self._lad_i = np.empty(m, np.intp)
+        self._lad_prev, self._lad_new = np.empty(m, np.int8), np.empty(m, np.int8)
+        self._em = (np.empty(m, np.int32), np.empty(m, np.float64), np.empty(m, np.int64))
+
     def _ladder_compiled(self, name: str, lad: LadderArrays, rule: int, rows: I32, v: F64, ts: I64,
                          late: npt.NDArray[np.bool_] | None, out: _Out, in_ring: bool) -> None:
         """:meth:`_ladder` in one compiled pass (``_rk.ladder_rule``): the same rows, quantity,
@@ -488,9 +495,7 @@ class AlarmEngine:
         cfg, st = self._cfg, self._st
         n = len(rows)
         if len(self._lad_i) < n:
-            m = max(n, 2 * len(self._lad_i))
-            self._lad_i = np.empty(m, np.intp)
-            self._lad_prev, self._lad_new = np.empty(m, np.int8), np.empty(m, np.int8)
+            self._scratch(n)
         v64 = np.asarray(v, np.float64)
         k = _rk.ladder_rule(_X_MODE[name], lad.thr, lad.clr, lad.don_ms, lad.doff_ms, st[f"on_{name}"],
                             st[f"off_{name}"], self._ladder_on[name], cfg.baseline, cfg.base_rise, cfg.spark,
@@ -718,13 +723,22 @@ class AlarmEngine:
     def _vote(self, r: I32, t: I64, s2_before: npt.NDArray[np.bool_], out: _Out) -> None:
         """Area vote: >= AREA_VOTE_N detectors of one area at stage 2 -> red on the area anchor."""
         cfg = self._cfg
-        vm = cfg.votes[r] & (cfg.area[r] >= 0)
-        if not vm.any():
-            return
-        s2 = self._st["level"][r, R_HIGH] >= Level.ORANGE
-        ch = vm & (s2 != s2_before)
-        if not ch.any():
-            return
+        if self._kernel:
+            if len(self._lad_i) < len(r):
+                self._scratch(len(r))
+            k = _rk.vote_changes(r, cfg.votes, cfg.area, self._st["level"], R_HIGH, s2_before, self._lad_i)
+            if not k:
+                return
+            ch: npt.NDArray[np.intp] | npt.NDArray[np.bool_] = self._lad_i[:k].copy()
+            s2 = self._st["level"][r, R_HIGH] >= Level.ORANGE
+        else:
+            vm = cfg.votes[r] & (cfg.area[r] >= 0)
+            if not vm.any():
+                return
+            s2 = self._st["level"][r, R_HIGH] >= Level.ORANGE
+            ch = vm & (s2 != s2_before)
+            if not ch.any():
+                return
         a = cfg.area[r[ch]]
         np.add.at(self._area_s2, a, np.where(s2[ch], 1, -1).astype(np.int32))
         areas, inv = np.unique(a, return_inverse=True)
@@ -750,6 +764,20 @@ class AlarmEngine:
         """Compound red on the temperature rows of ``areas``; event time = newer of the
         temperature reading and the area's last spark (or ``tick_ts`` when a timer clears it)."""
         st = self._st
+        if self._kernel:
+            if len(self._lad_i) < len(self._temp_rows):
+                self._scratch(len(self._temp_rows))
+            em = self._em
+            k = _rk.compound(areas, self._temp_ptr, self._temp_rows, self._cfg.area, self._area_spark, st["level"],
+                             st["last_ts"], st["last_v"], now_ms, 0 if tick_ts is None else tick_ts,
+                             tick_ts is not None, int(SPARK_WINDOW_S * 1000), R_HIGH, R_BASE, R_COMP,
+                             int(COMPOUND_TEMP_LEVEL), em[0], self._lad_prev, self._lad_new, em[1], em[2])
+            if k:
+                rows = em[0][:k].copy()
+                out.add(rows, R_COMP, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), em[1][:k].copy(),
+                        em[2][:k].copy())
+                self._dirty.append(rows)
+            return
         lo, hi = self._temp_ptr[areas], self._temp_ptr[areas + 1]
         cnt = hi - lo
         total = int(cnt.sum())
