@@ -263,6 +263,22 @@ def compound(areas, temp_ptr, temp_rows, area, area_spark, level, last_ts, last_
 
 
 @njit(cache=True, nogil=True)
+def set_level(level, rule, rows, new, out_i, out_prev):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``AlarmEngine._set``'s level write: rows whose level of ``rule`` changes take ``new``;
+    returns how many, their positions in ``rows`` and previous levels in ``out_i``, ``out_prev``."""
+    k = 0
+    for i in range(rows.shape[0]):
+        ri = rows[i]
+        p = level[ri, rule]
+        if new[i] != p:
+            level[ri, rule] = new[i]
+            out_i[k] = i
+            out_prev[k] = p
+            k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
 def vote_changes(r, votes, area, level, r_high, s2_before, out_i):  # type: ignore[no-untyped-def]
     """Positions in ``r`` of voting rows (in an area) whose stage-2 status moved this round
     (``AlarmEngine._vote``'s ``ch``); returns how many."""  # pragma: no cover - compiled
@@ -292,6 +308,7 @@ def warm() -> None:
         settle(rows, i1_2, i8_4, i8, i8_4, i8, i8_4, i8, i8_4, i8, b1, f8, f8)
         in_order(rows, i8, f8, i8, f8, i8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64), 1, f8, f8, i8,
                  f8_4, i1, i1, f8, i1)
+        set_level(i1_2, 0, rows, i1, np.zeros(0, np.intp), i1)
         vote_changes(rows, b1, np.zeros(0, np.int32), i1_2, 0, b1, np.zeros(0, np.intp))
     i4 = np.zeros(0, np.int32)
     compound(i4, i8, i4, i4, i8, i1_2, i8, f8, 0, 0, False, 0, 0, 0, 0, 0, i4, i1, i1, f8, i8)

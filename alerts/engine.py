@@ -423,6 +423,18 @@ class AlarmEngine:
 
     def _set(self, rule: int, rows: I32, new: I8, value: F64 | float, ts: I64 | int, out: _Out) -> None:
         lv = self._st["level"]
+        if self._kernel:
+            if len(self._lad_i) < len(rows):
+                self._scratch(len(rows))
+            k = _rk.set_level(lv, rule, rows, np.asarray(new, np.int8), self._lad_i, self._lad_prev)
+            if k:
+                i = self._lad_i[:k].copy()
+                rr = rows[i]
+                out.add(rr, rule, new[i], self._lad_prev[:k].copy(),
+                        value[i] if isinstance(value, np.ndarray) else value,  # type: ignore[arg-type]
+                        ts[i] if isinstance(ts, np.ndarray) else ts)  # type: ignore[arg-type]
+                self._dirty.append(rr)
+            return
         prev = lv[rows, rule]
         ch = new != prev
         if not ch.any():
