@@ -57,9 +57,11 @@ def run(e: AlarmEngine, ser: list[tuple[list[tuple[int, int, float]], bool]], st
     return out
 
 
-def canon(tr: Transitions) -> list[tuple[int, int, int, int, int]]:
+def canon(tr: Transitions) -> list[tuple[int, int, int, int, int, float | None]]:
+    """Transitions as sorted tuples, reported value included (NaN as None, so equal NaNs compare equal)."""
+    values = [None if v != v else v for v in tr.value.tolist()]
     return sorted(zip(tr.row.tolist(), tr.rule.tolist(), tr.prev.tolist(), tr.level.tolist(),
-                      tr.ts_ms.tolist(), strict=True))
+                      tr.ts_ms.tolist(), values, strict=True), key=lambda x: x[:5])
 
 
 PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
