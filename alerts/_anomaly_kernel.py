@@ -39,8 +39,30 @@ def _log10_gauss_tail(z: float) -> float:  # pragma: no cover - compiled
     return lq / _LN10
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _neg_log10_tail(z, coef, z0, inv_h):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``-log10_gauss_tail(z)``: the table of ``alerts.anomaly.tail_table`` inside its range,
+    the formula outside (rare)."""
+    u = (z - z0) * inv_h
+    if u >= 0.0 and u < coef.shape[0]:
+        j = int(u)
+        j0 = int(-z0 * inv_h + 0.5)  # the interval starting at z = 0, where the formula changes branch
+        if z < 0.0 and j >= j0:  # z within rounding of 0, below it: the left branch's end
+            j = j0 - 1
+        s = u - j
+        return coef[j, 0] + s * (coef[j, 1] + s * (coef[j, 2] + s * (coef[j, 3] + s * (coef[j, 4] + s * coef[j, 5]))))
+    return -_log10_gauss_tail(z)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def score_learn(rows, xs, tss, out,  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+def tail_values(z, coef, z0, inv_h, out):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """``_neg_log10_tail`` over an array (tests compare it with the formula)."""
+    for i in range(z.shape[0]):
+        out[i] = _neg_log10_tail(z[i], coef, z0, inv_h)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ignore[no-untyped-def]  # pragma: no cover
                 n_, mean_, scale_, spread_, short_, mu_u_, var_u_, head_, env_hi_, env_lo_, ref_,
                 sum_old_, sumsq_old_, sum_rec_, fired_, ring, s_mean, s_dev, s_cnt,
                 alpha_mean, alpha_scale, alpha_short, alpha_long, w, warmup, tail_digits, novelty_z,
@@ -188,7 +210,7 @@ def score_learn(rows, xs, tss, out,  # type: ignore[no-untyped-def]  # pragma: n
     for i in range(nrows):
         score = 0.0
         if live[i]:
-            score = min(max(-_log10_gauss_tail(zt[i]) / (2.0 * tail_digits), 0.0), 1.0)
+            score = min(max(_neg_log10_tail(zt[i], tail_coef, tail_z0, tail_inv_h) / (2.0 * tail_digits), 0.0), 1.0)
             if nov[i] >= 0.0:
                 score = max(score, nov[i])
             if gate[i] >= 0.0:

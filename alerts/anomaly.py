@@ -123,6 +123,31 @@ def log10_gauss_tail(z: F64) -> F64:
     return np.asarray(ln_q / _LN10, dtype=np.float64)
 
 
+TAIL_Z0 = -9.0
+"""Lowest z of the compiled kernel's table of ``-log10_gauss_tail`` (below it: the formula)."""
+TAIL_H = 1.0 / 32.0
+"""Interval width of the table; z = 0 (where the formula switches branch) is an interval edge."""
+TAIL_Z1 = 12.0
+"""Top of the table (above it, rare: the formula)."""
+TAIL_DEGREE = 5
+"""Polynomial degree per interval (the compiled evaluation is written out for 5)."""
+
+
+def tail_table() -> F64:
+    """``-log10_gauss_tail`` on [TAIL_Z0, TAIL_Z1) as one polynomial per interval of width
+    TAIL_H, interpolated at Chebyshev nodes: ``(intervals, TAIL_DEGREE + 1)`` coefficients in
+    the interval's local coordinate s in [0, 1), lowest first. The compiled scorer evaluates
+    it instead of the formula's three libm calls per sample (~7 ns instead of ~48); it agrees
+    with the formula to ~3e-13 in the score (the formula's own rounding), checked in
+    ``tests/alerts/test_anomaly.py``."""
+    n = round((TAIL_Z1 - TAIL_Z0) / TAIL_H)
+    k = np.arange(TAIL_DEGREE + 1)
+    nodes = 0.5 - 0.5 * np.cos((2 * k + 1) * np.pi / (2 * (TAIL_DEGREE + 1)))
+    inv = np.linalg.inv(np.vander(nodes, TAIL_DEGREE + 1, increasing=True))
+    z = TAIL_Z0 + (np.arange(n)[:, None] + nodes[None, :]) * TAIL_H
+    return np.ascontiguousarray((-log10_gauss_tail(z)) @ inv.T)
+
+
 # per-sensor state: 1-D arrays (name, dtype, initial value) and 2-D arrays (name, width attribute)
 _STATE1 = (
     ("n", np.int64, 0),  # samples learnt
@@ -269,9 +294,9 @@ class AnomalyScorer:
 
         p = self.params
         out = np.empty(len(r))
-        score_learn(r, x, ts, out, self.n, self.mean, self.scale, self.spread, self.short, self.mu_u,
-                    self.var_u, self.head, self.env_hi, self.env_lo, self.ref, self.sum_old, self.sumsq_old,
-                    self.sum_rec, self.fired, self.ring, self.s_mean, self.s_dev, self.s_cnt,
+        score_learn(r, x, ts, out, _tail_coef(), TAIL_Z0, 1.0 / TAIL_H, self.n, self.mean, self.scale, self.spread,
+                    self.short, self.mu_u, self.var_u, self.head, self.env_hi, self.env_lo, self.ref, self.sum_old,
+                    self.sumsq_old, self.sum_rec, self.fired, self.ring, self.s_mean, self.s_dev, self.s_cnt,
                     float(p.alpha_mean), float(p.alpha_scale), float(p.alpha_short), float(p.alpha_long),
                     int(p.level_window), int(p.warmup), float(p.tail_digits), float(p.novelty_z),
                     float(p.envelope_decay), float(p.robust_clip), float(p.min_sd), float(p.max_z),
@@ -411,6 +436,16 @@ class AnomalyScorer:
     def params_dict(self) -> dict[str, float | int | bool]:
         """The parameters as a plain dict."""
         return asdict(self.params)
+
+
+_TAIL: list[F64] = []
+
+
+def _tail_coef() -> F64:
+    """The table, built on first use (~1 ms) and shared by every scorer."""
+    if not _TAIL:
+        _TAIL.append(tail_table())
+    return _TAIL[0]
 
 
 def score_series(values: F64, ts_ms: I64 | None = None, **params: float | int | bool) -> F64:
