@@ -279,6 +279,32 @@ def set_level(level, rule, rows, new, out_i, out_prev):  # type: ignore[no-untyp
 
 
 @njit(cache=True, nogil=True)
+def anomaly_rule(r, t, score, count, score_col, last, level, rule, blue, min_n,  # type: ignore[no-untyped-def]
+                 hold_ms, out_i, out_prev, out_new):  # pragma: no cover - compiled
+    """``AlarmEngine._anomaly_rule`` after scoring: keep each row's last score, note firings
+    (score >= ``blue`` after ``min_n`` samples), blue while the last firing is younger than
+    ``hold_ms``, and the level write of ``_set``. Returns how many rows changed (as
+    :func:`set_level`)."""
+    k = 0
+    for i in range(r.shape[0]):
+        ri = r[i]
+        sc = score[i]
+        score_col[ri] = sc
+        if sc >= blue and count[ri] >= min_n:
+            last[ri] = t[i]
+        lm = last[ri]
+        new = 1 if lm != NO_TS and t[i] - lm < hold_ms else 0  # Level.BLUE
+        p = level[ri, rule]
+        if new != p:
+            level[ri, rule] = new
+            out_i[k] = i
+            out_prev[k] = p
+            out_new[k] = new
+            k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
 def vote_changes(r, votes, area, level, r_high, s2_before, out_i):  # type: ignore[no-untyped-def]
     """Positions in ``r`` of voting rows (in an area) whose stage-2 status moved this round
     (``AlarmEngine._vote``'s ``ch``); returns how many."""  # pragma: no cover - compiled
@@ -309,6 +335,7 @@ def warm() -> None:
         in_order(rows, i8, f8, i8, f8, i8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64), 1, f8, f8, i8,
                  f8_4, i1, i1, f8, i1)
         set_level(i1_2, 0, rows, i1, np.zeros(0, np.intp), i1)
+        anomaly_rule(rows, i8, f8, i8, np.zeros(0, np.float32), i8, i1_2, 0, 0.0, 0, 0, np.zeros(0, np.intp), i1, i1)
         vote_changes(rows, b1, np.zeros(0, np.int32), i1_2, 0, b1, np.zeros(0, np.intp))
     i4 = np.zeros(0, np.int32)
     compound(i4, i8, i4, i4, i8, i1_2, i8, f8, 0, 0, False, 0, 0, 0, 0, 0, i4, i1, i1, f8, i8)

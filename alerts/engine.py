@@ -551,8 +551,11 @@ class AlarmEngine:
         n_slow = _rk.classify(r, t, v, st["last_ts"], st["last_v"], st["flat_since"], self._q_hi, cfg.q_lo,
                               cfg.flat_ms, code, fs)
         if self._anomaly is not None:
-            io = np.flatnonzero((code == _rk.QUIET) | (code == _rk.SLOW))
-            self._anomaly_rule(r[io], t[io], v[io], out)
+            if code.min() >= _rk.QUIET and code.max() <= _rk.SLOW:  # the usual batch: every reading in order
+                self._anomaly_rule(r, t, v, out)
+            else:
+                io = np.flatnonzero((code == _rk.QUIET) | (code == _rk.SLOW))
+                self._anomaly_rule(r[io], t[io], v[io], out)
         if n_slow < n:
             _rk.quiet_update(r, t, v, code, fs, now_ms, st["seen_ms"], st["last_ts"], st["last_v"],
                              st["flat_since"], st["count"], self._ring_v, self._ring_t)
@@ -676,6 +679,19 @@ class AlarmEngine:
         if not len(r):
             return
         score = np.asarray(self._anomaly.score_learn(r, v, t), np.float64)
+        if self._kernel:
+            if len(self._lad_i) < len(r):
+                self._scratch(len(r))
+            st = self._st
+            k = _rk.anomaly_rule(r, t, score, st["count"], st["score"], st["anomaly_ms"], st["level"], R_ANOM,
+                                 float(ANOMALY_BLUE), int(ANOMALY_MIN_SAMPLES), int(ANOMALY_HOLD_S * 1000),
+                                 self._lad_i, self._lad_prev, self._lad_new)
+            if k:
+                i = self._lad_i[:k].copy()
+                rr = r[i]
+                out.add(rr, R_ANOM, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), score[i], t[i])
+                self._dirty.append(rr)
+            return
         self._st["score"][r] = score
         last = self._st["anomaly_ms"]
         fired = (score >= ANOMALY_BLUE) & (self._st["count"][r] >= ANOMALY_MIN_SAMPLES)
