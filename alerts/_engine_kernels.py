@@ -305,16 +305,70 @@ def anomaly_rule(r, t, score, count, score_col, last, level, rule, blue, min_n, 
 
 
 @njit(cache=True, nogil=True)
-def vote_changes(r, votes, area, level, r_high, s2_before, out_i):  # type: ignore[no-untyped-def]
-    """Positions in ``r`` of voting rows (in an area) whose stage-2 status moved this round
-    (``AlarmEngine._vote``'s ``ch``); returns how many."""  # pragma: no cover - compiled
-    k = 0
+def vote(r, t, votes, area, level, r_high, r_vote, s2_before, n_vote,  # type: ignore[no-untyped-def]
+         area_s2, vote_row, voter_ptr, voter_rows, area_ts, touched,
+         out_rows, out_prev, out_new, out_val, out_ts):  # pragma: no cover - compiled
+    """``AlarmEngine._vote``: the voting rows of ``r`` whose stage-2 status moved change
+    their area's count; then, area by area in index order (time: the newest such reading),
+    the vote red is raised on the lowest row at stage 2 when the count reaches ``n_vote``,
+    and cleared when it falls below. ``area_ts`` is NO_TS on entry and on exit. Returns
+    how many rows changed level (``out_*`` as :func:`compound`)."""
+    m = 0
     for i in range(r.shape[0]):
         ri = r[i]
-        if votes[ri] and area[ri] >= 0 and (level[ri, r_high] >= 3) != s2_before[i]:  # Level.ORANGE
-            out_i[k] = i
+        a = area[ri]
+        if not votes[ri] or a < 0:
+            continue
+        s2 = level[ri, r_high] >= 3  # Level.ORANGE
+        if s2 == s2_before[i]:
+            continue
+        area_s2[a] += 1 if s2 else -1
+        if area_ts[a] == NO_TS:
+            touched[m] = a
+            m += 1
+        area_ts[a] = max(area_ts[a], t[i])
+    areas = np.sort(touched[:m])
+    k = 0
+    for j in range(m):
+        a = areas[j]
+        ts_a = area_ts[a]
+        area_ts[a] = NO_TS
+        cnt = area_s2[a]
+        cur = vote_row[a]
+        if cnt >= n_vote and cur < 0:  # carried by a participating detector: the lowest row at stage 2
+            for q in range(voter_ptr[a], voter_ptr[a + 1]):
+                vr = voter_rows[q]
+                if level[vr, r_high] >= 3 and (cur < 0 or vr < cur):
+                    cur = vr
+            vote_row[a] = cur
+        if cur < 0:
+            continue
+        lvl = 4 if cnt >= n_vote else 0  # Level.RED / NONE
+        p = level[cur, r_vote]
+        if lvl != p:
+            level[cur, r_vote] = lvl
+            out_rows[k] = cur
+            out_prev[k] = p
+            out_new[k] = lvl
+            out_val[k] = float(cnt)
+            out_ts[k] = ts_a
             k += 1
+        if lvl == 0:
+            vote_row[a] = -1
     return k
+
+
+@njit(cache=True, nogil=True)
+def sparks(r, t, v, spark, area, spark_ms, area_spark):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``AlarmEngine._sparks_and_power``'s spark part: spark rows reading > 0 note the time,
+    per sensor and (the newest) per area."""
+    for i in range(r.shape[0]):
+        ri = r[i]
+        if spark[ri] and v[i] > 0:
+            spark_ms[ri] = t[i]
+            a = area[ri]
+            if a >= 0 and t[i] > area_spark[a]:
+                area_spark[a] = t[i]
 
 
 def warm() -> None:
@@ -336,7 +390,9 @@ def warm() -> None:
                  f8_4, i1, i1, f8, i1)
         set_level(i1_2, 0, rows, i1, np.zeros(0, np.intp), i1)
         anomaly_rule(rows, i8, f8, i8, np.zeros(0, np.float32), i8, i1_2, 0, 0.0, 0, 0, np.zeros(0, np.intp), i1, i1)
-        vote_changes(rows, b1, np.zeros(0, np.int32), i1_2, 0, b1, np.zeros(0, np.intp))
+        vote(rows, i8, b1, np.zeros(0, np.int32), i1_2, 0, 0, b1, 0, np.zeros(0, np.int32), np.zeros(0, np.int32),
+             i8, np.zeros(0, np.int32), i8, np.zeros(0, np.int32), np.zeros(0, np.int32), i1, i1, f8, i8)
+        sparks(rows, i8, f8, b1, np.zeros(0, np.int32), i8, i8)
     i4 = np.zeros(0, np.int32)
     compound(i4, i8, i4, i4, i8, i1_2, i8, f8, 0, 0, False, 0, 0, 0, 0, 0, i4, i1, i1, f8, i8)
     unique_rows(np.zeros(0, np.intp), mark)

@@ -227,6 +227,8 @@ class AlarmEngine:
         self._voter_ptr = np.searchsorted(cfg.area[vt], np.arange(na + 1)).astype(np.int64)
         # the row carrying each area's raised vote (derived from levels, so restore needs nothing)
         self._vote_row = np.full(na, -1, np.int32)
+        self._vote_ts = np.full(na, NO_TS, np.int64)  # scratch of the compiled vote (NO_TS between calls)
+        self._vote_touched = np.empty(na, np.int32)
         held = np.flatnonzero(st["level"][: cfg.n, R_VOTE] > 0)
         held = held[cfg.area[held] >= 0]
         self._vote_row[cfg.area[held]] = held
@@ -665,6 +667,10 @@ class AlarmEngine:
     def _sparks_and_power(self, r: I32, t: I64, v: F64, out: _Out) -> None:
         """The end of :meth:`_in_order`: spark times (per sensor and area) and power analytics."""
         st, cfg = self._st, self._cfg
+        if self._kernel:
+            _rk.sparks(r, t, v, cfg.spark, cfg.area, st["spark_ms"], self._area_spark)
+            self._power.observe(self, r, t, v, out)
+            return
         sp = cfg.spark[r] & (v > 0)
         if sp.any():
             st["spark_ms"][r[sp]] = t[sp]
@@ -752,21 +758,25 @@ class AlarmEngine:
         """Area vote: >= AREA_VOTE_N detectors of one area at stage 2 -> red on the area anchor."""
         cfg = self._cfg
         if self._kernel:
-            if len(self._lad_i) < len(r):
-                self._scratch(len(r))
-            k = _rk.vote_changes(r, cfg.votes, cfg.area, self._st["level"], R_HIGH, s2_before, self._lad_i)
-            if not k:
-                return
-            ch: npt.NDArray[np.intp] | npt.NDArray[np.bool_] = self._lad_i[:k].copy()
-            s2 = self._st["level"][r, R_HIGH] >= Level.ORANGE
-        else:
-            vm = cfg.votes[r] & (cfg.area[r] >= 0)
-            if not vm.any():
-                return
-            s2 = self._st["level"][r, R_HIGH] >= Level.ORANGE
-            ch = vm & (s2 != s2_before)
-            if not ch.any():
-                return
+            if len(self._lad_i) < len(self._vote_row):
+                self._scratch(len(self._vote_row))
+            em = self._em
+            k = _rk.vote(r, np.asarray(t, np.int64), cfg.votes, cfg.area, self._st["level"], R_HIGH, R_VOTE,
+                         s2_before, AREA_VOTE_N, self._area_s2, self._vote_row, self._voter_ptr, self._voter_rows,
+                         self._vote_ts, self._vote_touched, em[0], self._lad_prev, self._lad_new, em[1], em[2])
+            if k:
+                rows = em[0][:k].copy()
+                out.add(rows, R_VOTE, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), em[1][:k].copy(),
+                        em[2][:k].copy())
+                self._dirty.append(rows)
+            return
+        vm = cfg.votes[r] & (cfg.area[r] >= 0)
+        if not vm.any():
+            return
+        s2 = self._st["level"][r, R_HIGH] >= Level.ORANGE
+        ch = vm & (s2 != s2_before)
+        if not ch.any():
+            return
         a = cfg.area[r[ch]]
         np.add.at(self._area_s2, a, np.where(s2[ch], 1, -1).astype(np.int32))
         areas, inv = np.unique(a, return_inverse=True)
