@@ -377,7 +377,7 @@ def warm() -> None:
     does not pay ~1 s of compilation."""
     f8, i8, b1, i1 = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int8)
     f8_4, i8_4, i1_2 = np.zeros((0, 4)), np.zeros((0, 4), np.int64), np.zeros((0, 2), np.int8)
-    mark = np.zeros(0, np.intp)
+    mark = np.zeros(0, np.int32)
     for rows in (np.zeros(0, np.intp), np.zeros(0, np.int32)):
         classify(rows, i8, f8, i8, f8, i8, f8, f8, i8, i1, i8)
         quiet_update(rows, i8, f8, i1, i8, 0, i8, i8, f8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64))

@@ -138,7 +138,10 @@ class AlarmEngine:
         self._cfg: Compiled = compile_config([], {})
         self._n = 0
         self._power = PowerAnalytics()
-        self._mark = np.zeros(0, np.intp)       # scratch for the duplicate-row check (-1 between calls)
+        self._mark = np.zeros(0, np.int32)      # scratch for the duplicate-row check (-1 between calls;
+        # int32: 400 KB at 100k sensors, so the random scatter of a shuffled batch stays in L2)
+        self._ord: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0, np.intp), np.zeros(0, np.int64),
+                                                                  np.zeros(0))  # a reordered batch (reused)
         self._idx = np.arange(1024, dtype=np.intp)
         self._dirty: list[I32] = []             # rows whose busy flag must be recomputed
         self._anomaly: Any = None
@@ -170,7 +173,7 @@ class AlarmEngine:
             rt[:, : self._ring_t.shape[1]] = self._ring_t
             self._ring_v, self._ring_t = rv, rt
         if len(self._mark) < self._st.cap:
-            self._mark = np.full(self._st.cap, -1, np.intp)
+            self._mark = np.full(self._st.cap, -1, np.int32)
         self._cfg = cfg
         self._n = cfg.n
 
@@ -363,7 +366,10 @@ class AlarmEngine:
             unique = True  # strictly increasing: one pass
         elif self._kernel:
             if reorder:
-                r2, t2, v2 = np.empty(n, r.dtype), np.empty(n, np.int64), np.empty(n, np.float64)
+                if len(self._ord[0]) < n:  # reused: fresh arrays this size cost ~0.5 ms of page faults a call
+                    m = max(n, 2 * len(self._ord[0]))
+                    self._ord = (np.empty(m, np.intp), np.empty(m, np.int64), np.empty(m, np.float64))
+                r2, t2, v2 = (a[:n] for a in self._ord)  # nothing keeps them past this call
                 unique = bool(_rk.row_order(r, t, v, mark, self._n, r2, t2, v2))
                 if unique:
                     r, t, v = r2, t2, v2
