@@ -217,6 +217,6 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
                 score = score * gate[i]
             if refr[i] >= 0.0:
                 score = score * refr[i]
-            if score >= fire_level:
-                fired_[rows[i]] = n_[rows[i]] - 1
+        if score >= fire_level:  # also in the warm-up (score 0) when fire_level <= 0, as the numpy path
+            fired_[rows[i]] = n_[rows[i]] - 1
         out[i] = score

@@ -75,7 +75,8 @@ def quiet_update(r, t, v, code, fs, now_ms, seen, last_ts, last_v, flat_since,  
 
 @njit(cache=True, nogil=True, inline="always")
 def _ladder_row(thr, clr, don, doff, on_since, off_since, ri, xi, ti, li, p):  # type: ignore[no-untyped-def]
-    """One row of :func:`ladder_step`: updates the row's timers, returns its new level."""  # pragma: no cover
+    """One row of :func:`alerts.detectors.ladder_step` (the numpy function is the specification;
+    the same comparisons in the same order): updates the row's timers, returns its new level."""  # pragma: no cover
     no_ts = NO_TS
     raw = 0
     hold = 0
@@ -103,16 +104,6 @@ def _ladder_row(thr, clr, don, doff, on_since, off_since, ri, xi, ti, li, p):  #
         return p
     off_since[ri] = no_ts
     return target
-
-
-@njit(cache=True, nogil=True)
-def ladder_step(thr, clr, don, doff, on_since, off_since, rows, x, ts, prev,  # type: ignore[no-untyped-def]
-                late, any_late, new):  # pragma: no cover - compiled
-    """:func:`alerts.detectors.ladder_step` for one round, row by row (the numpy function is
-    the specification; the same comparisons in the same order). Writes ``new`` (int8)."""
-    for i in range(rows.shape[0]):
-        new[i] = _ladder_row(thr, clr, don, doff, on_since, off_since, rows[i], x[i], ts[i],
-                             any_late and late[i], prev[i])
 
 
 X_VALUE, X_NEGATED, X_BASELINE, X_SPARKS = 0, 1, 2, 3  # quantity of: overload, low, baseline, high
@@ -381,7 +372,6 @@ def warm() -> None:
     for rows in (np.zeros(0, np.intp), np.zeros(0, np.int32)):
         classify(rows, i8, f8, i8, f8, i8, f8, f8, i8, i1, i8)
         quiet_update(rows, i8, f8, i1, i8, 0, i8, i8, f8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64))
-        ladder_step(f8_4, f8_4, i8_4, i8, i8_4, i8, rows, f8, i8, i1, b1, False, i1)
         ladder_rule(0, f8_4, f8_4, i8_4, i8, i8_4, i8, b1, f8, b1, b1, np.zeros((2, 0)), np.zeros((2, 0), np.int64),
                     0, False, i1_2, 0, rows, f8, i8, b1, False, False, b1, np.zeros(0, np.int32), b1,
                     np.zeros(0, np.intp), i1, i1)

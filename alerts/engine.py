@@ -1029,8 +1029,9 @@ class AlarmEngine:
         * the replayed span is not restart downtime: the grace of :meth:`restore` moves to the
           replay's end.
 
-        Call in commit order, ``now_ms`` the readings' receive time. A stored piece is in
-        sensor and time order, so readings that were out of order live are evaluated in order."""
+        Call in commit order, ``now_ms`` the readings' receive time. A piece of the SQLite
+        store is in sensor and time order, so readings that were out of order live are
+        evaluated in order; a piece of the InfluxDB journal is in arrival order, as live."""
         row = np.asarray(row, np.int32)
         ts_ms = np.asarray(ts_ms, np.int64)
         floor = self._replay_floor

@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {machine()}.  ",
         f"Command: `{cmd.strip()}` (single process, one core; median of {a.runs} runs of "
-        f"{a.batches} batches, one reading per sensor per batch, after a warm-up batch).  ",
+        f"{a.batches} batches, one reading per sensor per batch, after untimed quiet warm-up batches: 1, "
+        f"{ANOMALY_WARM} for the anomaly-scorer rows).  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",
         "| scenario | sensor-samples/s | x river | transitions in the last run |",

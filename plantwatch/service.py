@@ -132,7 +132,7 @@ class Service:
             with np.load(source, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
             mark = arrays.pop(REPLAY_MARK, None)
-            source = arrays.pop(REPLAY_SOURCE, None)
+            mark_source = arrays.pop(REPLAY_SOURCE, None)
             self.engine.restore(arrays)
         except Exception:  # a corrupt snapshot must not keep the service down
             log.exception("alarm engine snapshot unreadable; starting with fresh detector state")
@@ -141,9 +141,9 @@ class Service:
         if mark is None or int(mark[0]) < 0:
             return None
         here = str(getattr(self.readings, "replay_source", ""))
-        if source is not None and bytes(source).decode() != here:  # snapshots before the key: SQLite's
+        if mark_source is not None and bytes(mark_source).decode() != here:  # snapshots before the key: SQLite's
             log.warning("engine snapshot's replay mark counts chunks of %r, the store now is %r: nothing replayed",
-                        bytes(source).decode(), here)
+                        bytes(mark_source).decode(), here)
             return None
         return int(mark[0])
 

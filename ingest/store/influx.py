@@ -441,7 +441,7 @@ class InfluxReadingStore:
         if self._journal is not None and not unreg.all():
             try:
                 self._journal.write_readings(batch.take(~unreg) if any_unreg else batch)
-            except StoreError as exc:  # a restart aid only: the readings still go to InfluxDB
+            except Exception as exc:  # a restart aid only (any failure): the readings still go to InfluxDB
                 if self._metrics is not None:
                     self._metrics.store_errors.labels("journal").inc()
                 log.error("replay journal write failed (%d readings; a crash now would replay less): %s",
@@ -580,8 +580,14 @@ class InfluxReadingStore:
 
     # -- replay after a restart (the journal) --------------------------------------------
     def replay_mark(self) -> int:
-        """The journal's highest chunk id (-1: no journal, nothing can be replayed)."""
-        return self._journal.replay_mark() if self._journal is not None else -1
+        """The journal's highest batch id (-1: no journal, or it cannot be read: nothing to replay)."""
+        if self._journal is None:
+            return -1
+        try:
+            return self._journal.replay_mark()
+        except Exception:  # a restart aid only: a snapshot without a mark restores without a replay
+            log.exception("replay journal unreadable; this engine snapshot carries no replay mark")
+            return -1
 
     @property
     def replay_source(self) -> str:
@@ -611,6 +617,16 @@ class InfluxReadingStore:
             self._journal.close()
 
 
+def _open_journal(path: Path) -> ReplayJournal | None:
+    """The replay journal, or None (logged) when the file cannot be opened: the store still
+    runs, a crash then falls back to the last engine snapshot."""
+    try:
+        return ReplayJournal(path)
+    except Exception:
+        log.exception("replay journal %s cannot be opened; running without it", path)
+        return None
+
+
 def open_influx(url: str, token: str, org: str, bucket: str, data_dir: Path, *, registry: Registry | None = None,
                 tags_of_row: TagsOfRow | None = None, buffer_max_bytes: int = 1 << 30, timeout_ms: int = 10_000,
                 backoff: Backoff = Backoff(), background: bool = True,
@@ -623,7 +639,7 @@ def open_influx(url: str, token: str, org: str, bucket: str, data_dir: Path, *, 
         http, Spool(data_dir / "influx-spool", buffer_max_bytes), bucket=bucket, query=http.query,
         builder=LineBuilder(tags_of_row, registry),
         unregistered=SQLiteReadingStore(data_dir / "influx-unregistered.sqlite3"),
-        journal=ReplayJournal(data_dir / "influx-replay.sqlite3"),
+        journal=_open_journal(data_dir / "influx-replay.sqlite3"),
         backoff=backoff, background=background, metrics=metrics,
     )
 

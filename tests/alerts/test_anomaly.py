@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -221,11 +222,13 @@ def test_restore_of_a_smaller_snapshot_keeps_capacity_and_fresh_rows() -> None:
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_compiled_kernel_equals_the_numpy_specification(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "params"), [(0, {}), (1, {}), (2, {}),
+                                              (3, {"fire_level": 0.0, "refractory": 10, "season": False})])
+def test_compiled_kernel_equals_the_numpy_specification(seed: int, params: dict[str, Any]) -> None:
     """The numba kernel (default backend) against the whole-array formulation: same scores
     and the same state after a stream with noise, level shifts, spikes and a flat stretch,
-    rows in a different random order every call, past several ring laps and hour buckets."""
+    rows in a different random order every call, past several ring laps and hour buckets.
+    The last case fires on every sample, the warm-up included (a fire level of 0)."""
     k, n = 12, 900
     rng = np.random.default_rng(seed)
     x = 20.0 + rng.normal(0.0, 1.0, (k, n)) * rng.uniform(0.1, 5.0, (k, 1))
@@ -233,7 +236,7 @@ def test_compiled_kernel_equals_the_numpy_specification(seed: int) -> None:
     x[rng.random((k, n)) < 0.01] += 40.0
     x[3, 200:500] = 7.0
     ts = 1_700_000_000_000 + np.arange(n, dtype=np.int64)[None, :] * 600_000 + rng.integers(0, 1000, (k, 1))
-    comp, ref = AnomalyScorer(k), AnomalyScorer(k, backend="numpy")
+    comp, ref = AnomalyScorer(k, **params), AnomalyScorer(k, backend="numpy", **params)
     assert comp.backend == "compiled"
     for t in range(n):
         live = np.flatnonzero(rng.random(k) < 0.9)  # some sensors skip a sample

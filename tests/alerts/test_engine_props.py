@@ -247,8 +247,8 @@ def test_the_compiled_kernels_are_ready_before_the_first_batch() -> None:
     waits for numba (a new signature would compile on the spot, ~1 s)."""
     from alerts import _engine_kernels as rk
 
-    kernels: list[Any] = [rk.classify, rk.quiet_update, rk.ladder_step, rk.settle, rk.unique_rows, rk.row_order,
-                          rk.in_order]
+    kernels: list[Any] = [rk.classify, rk.quiet_update, rk.ladder_rule, rk.settle, rk.unique_rows, rk.row_order,
+                          rk.in_order, rk.set_level, rk.compound, rk.vote, rk.sparks, rk.anomaly_rule]
     rng = np.random.default_rng(3)
     n = 5000
     e = make_engine([sensor(f"S{i}", KINDS[i % N], area=f"A{i // 40}", interval_s=5.0,

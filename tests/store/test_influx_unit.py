@@ -434,3 +434,14 @@ def test_flaky_server_concurrent_writer_and_drainer_keep_order_exactly_once(tmp_
     assert store.direct_writes > 0
     assert store.spooled_writes > 0
     store.close()
+
+
+def test_a_replay_journal_that_cannot_be_opened_leaves_the_store_running_without_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The journal is a restart aid: a path SQLite cannot open (here a directory) is logged
+    and the InfluxDB store runs without replay marks."""
+    from ingest.store.influx import _open_journal
+
+    (tmp_path / "influx-replay.sqlite3").mkdir()
+    assert _open_journal(tmp_path / "influx-replay.sqlite3") is None
+    assert "replay journal" in caplog.text
