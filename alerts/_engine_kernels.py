@@ -106,6 +106,20 @@ def _ladder_row(thr, clr, don, doff, on_since, off_since, ri, xi, ti, li, p):  #
     return target
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _write_level(level, ri, rule, new, i, k, out_i, out_prev, out_new):  # type: ignore[no-untyped-def]
+    """``_set`` for one row: a changed level is written and reported as entry ``k`` (its
+    position ``i``, previous and new level); returns the next free entry."""  # pragma: no cover - compiled
+    p = level[ri, rule]
+    if new == p:
+        return k
+    level[ri, rule] = new
+    out_i[k] = i
+    out_prev[k] = p
+    out_new[k] = new
+    return k + 1
+
+
 X_VALUE, X_NEGATED, X_BASELINE, X_SPARKS = 0, 1, 2, 3  # quantity of: overload, low, baseline, high
 
 
@@ -149,12 +163,7 @@ def ladder_rule(mode, thr, clr, don, doff, on_since, off_since, has_rule,  # typ
             a = area[ri]
             if a >= 0 and fan_stopped[a]:
                 new = 3
-        if new != p:
-            level[ri, rule] = new
-            out_i[k] = i
-            out_prev[k] = p
-            out_new[k] = new
-            k += 1
+        k = _write_level(level, ri, rule, new, i, k, out_i, out_prev, out_new)
     return k
 
 
@@ -254,18 +263,12 @@ def compound(areas, temp_ptr, temp_rows, area, area_spark, level, last_ts, last_
 
 
 @njit(cache=True, nogil=True)
-def set_level(level, rule, rows, new, out_i, out_prev):  # type: ignore[no-untyped-def]  # pragma: no cover
+def set_level(level, rule, rows, new, out_i, out_prev, out_new):  # type: ignore[no-untyped-def]  # pragma: no cover
     """``AlarmEngine._set``'s level write: rows whose level of ``rule`` changes take ``new``;
-    returns how many, their positions in ``rows`` and previous levels in ``out_i``, ``out_prev``."""
+    returns how many (as :func:`_write_level`)."""
     k = 0
     for i in range(rows.shape[0]):
-        ri = rows[i]
-        p = level[ri, rule]
-        if new[i] != p:
-            level[ri, rule] = new[i]
-            out_i[k] = i
-            out_prev[k] = p
-            k += 1
+        k = _write_level(level, rows[i], rule, new[i], i, k, out_i, out_prev, out_new)
     return k
 
 
@@ -285,13 +288,7 @@ def anomaly_rule(r, t, score, count, score_col, last, level, rule, blue, min_n, 
             last[ri] = t[i]
         lm = last[ri]
         new = 1 if lm != NO_TS and t[i] - lm < hold_ms else 0  # Level.BLUE
-        p = level[ri, rule]
-        if new != p:
-            level[ri, rule] = new
-            out_i[k] = i
-            out_prev[k] = p
-            out_new[k] = new
-            k += 1
+        k = _write_level(level, ri, rule, new, i, k, out_i, out_prev, out_new)
     return k
 
 
@@ -378,7 +375,7 @@ def warm() -> None:
         settle(rows, i1_2, i8_4, i8, i8_4, i8, i8_4, i8, i8_4, i8, b1, f8, f8)
         in_order(rows, i8, f8, i8, f8, i8, i8, i8, np.zeros((2, 0)), np.zeros((2, 0), np.int64), 1, f8, f8, i8,
                  f8_4, i1, i1, f8, i1)
-        set_level(i1_2, 0, rows, i1, np.zeros(0, np.intp), i1)
+        set_level(i1_2, 0, rows, i1, np.zeros(0, np.intp), i1, i1)
         anomaly_rule(rows, i8, f8, i8, np.zeros(0, np.float32), i8, i1_2, 0, 0.0, 0, 0, np.zeros(0, np.intp), i1, i1)
         vote(rows, i8, b1, np.zeros(0, np.int32), i1_2, 0, 0, b1, 0, np.zeros(0, np.int32), np.zeros(0, np.int32),
              i8, np.zeros(0, np.int32), i8, np.zeros(0, np.int32), np.zeros(0, np.int32), i1, i1, f8, i8)

@@ -434,14 +434,9 @@ class AlarmEngine:
         if self._kernel:
             if len(self._lad_i) < len(rows):
                 self._scratch(len(rows))
-            k = _rk.set_level(lv, rule, rows, np.asarray(new, np.int8), self._lad_i, self._lad_prev)
+            k = _rk.set_level(lv, rule, rows, np.asarray(new, np.int8), self._lad_i, self._lad_prev, self._lad_new)
             if k:
-                i = self._lad_i[:k].copy()
-                rr = rows[i]
-                out.add(rr, rule, new[i], self._lad_prev[:k].copy(),
-                        value[i] if isinstance(value, np.ndarray) else value,  # type: ignore[arg-type]
-                        ts[i] if isinstance(ts, np.ndarray) else ts)  # type: ignore[arg-type]
-                self._dirty.append(rr)
+                self._emit_at(rows, rule, k, value, ts, out)
             return
         prev = lv[rows, rule]
         ch = new != prev
@@ -508,6 +503,23 @@ class AlarmEngine:
         self._lad_prev, self._lad_new = np.empty(m, np.int8), np.empty(m, np.int8)
         self._em = (np.empty(m, np.int32), np.empty(m, np.float64), np.empty(m, np.int64))
 
+    def _emit_at(self, rows: I32, rule: int, k: int, value: F64 | float, ts: I64 | int, out: _Out) -> None:
+        """Report the ``k`` level changes a compiled rule wrote, given as positions in ``rows``
+        (``_lad_i``, ``_lad_prev``, ``_lad_new``), with the readings' values and times."""
+        i = self._lad_i[:k].copy()
+        rr = rows[i]
+        out.add(rr, rule, self._lad_new[:k].copy(), self._lad_prev[:k].copy(),
+                value[i] if isinstance(value, np.ndarray) else value,  # type: ignore[arg-type]
+                ts[i] if isinstance(ts, np.ndarray) else ts)  # type: ignore[arg-type]
+        self._dirty.append(rr)
+
+    def _emit_rows(self, rule: int, k: int, out: _Out) -> None:
+        """Report the ``k`` level changes a compiled rule wrote as rows, values and times (``_em``)."""
+        rows = self._em[0][:k].copy()
+        out.add(rows, rule, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), self._em[1][:k].copy(),
+                self._em[2][:k].copy())
+        self._dirty.append(rows)
+
     def _ladder_compiled(self, name: str, lad: LadderArrays, rule: int, rows: I32, v: F64, ts: I64,
                          late: npt.NDArray[np.bool_] | None, out: _Out, in_ring: bool) -> None:
         """:meth:`_ladder` in one compiled pass (``_rk.ladder_rule``): the same rows, quantity,
@@ -524,10 +536,7 @@ class AlarmEngine:
                             late is not None, name == "high" and self._gate_red, cfg.red_while_running, cfg.area,
                             self._fan_stopped, self._lad_i, self._lad_prev, self._lad_new)
         if k:
-            i = self._lad_i[:k].copy()
-            rr = rows[i]
-            out.add(rr, rule, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), v64[i], ts[i])
-            self._dirty.append(rr)
+            self._emit_at(rows, rule, k, v64, ts, out)
 
     def _hold_red_while_stopped(self, rows: I32, new: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:
         """Valves: "fault > 10 min *while running*" (DOMAIN.md): the red is held at orange while
@@ -699,10 +708,7 @@ class AlarmEngine:
                                  float(ANOMALY_BLUE), int(ANOMALY_MIN_SAMPLES), int(ANOMALY_HOLD_S * 1000),
                                  self._lad_i, self._lad_prev, self._lad_new)
             if k:
-                i = self._lad_i[:k].copy()
-                rr = r[i]
-                out.add(rr, R_ANOM, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), score[i], t[i])
-                self._dirty.append(rr)
+                self._emit_at(r, R_ANOM, k, score, t, out)
             return
         self._st["score"][r] = score
         last = self._st["anomaly_ms"]
@@ -771,10 +777,7 @@ class AlarmEngine:
                          s2_before, AREA_VOTE_N, self._area_s2, self._vote_row, self._voter_ptr, self._voter_rows,
                          self._vote_ts, self._vote_touched, em[0], self._lad_prev, self._lad_new, em[1], em[2])
             if k:
-                rows = em[0][:k].copy()
-                out.add(rows, R_VOTE, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), em[1][:k].copy(),
-                        em[2][:k].copy())
-                self._dirty.append(rows)
+                self._emit_rows(R_VOTE, k, out)
             return
         vm = cfg.votes[r] & (cfg.area[r] >= 0)
         if not vm.any():
@@ -817,10 +820,7 @@ class AlarmEngine:
                              tick_ts is not None, int(SPARK_WINDOW_S * 1000), R_HIGH, R_BASE, R_COMP,
                              int(COMPOUND_TEMP_LEVEL), em[0], self._lad_prev, self._lad_new, em[1], em[2])
             if k:
-                rows = em[0][:k].copy()
-                out.add(rows, R_COMP, self._lad_new[:k].copy(), self._lad_prev[:k].copy(), em[1][:k].copy(),
-                        em[2][:k].copy())
-                self._dirty.append(rows)
+                self._emit_rows(R_COMP, k, out)
             return
         lo, hi = self._temp_ptr[areas], self._temp_ptr[areas + 1]
         cnt = hi - lo
