@@ -120,6 +120,23 @@ def _write_level(level, ri, rule, new, i, k, out_i, out_prev, out_new):  # type:
     return k + 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _write_level_row(level, ri, rule, new, val, ts, k,  # type: ignore[no-untyped-def]
+                     out_rows, out_prev, out_new, out_val, out_ts):  # pragma: no cover - compiled
+    """As :func:`_write_level` for rules that report rows with their own values and times
+    (compound, vote)."""
+    p = level[ri, rule]
+    if new == p:
+        return k
+    level[ri, rule] = new
+    out_rows[k] = ri
+    out_prev[k] = p
+    out_new[k] = new
+    out_val[k] = val
+    out_ts[k] = ts
+    return k + 1
+
+
 X_VALUE, X_NEGATED, X_BASELINE, X_SPARKS = 0, 1, 2, 3  # quantity of: overload, low, baseline, high
 
 
@@ -250,15 +267,8 @@ def compound(areas, temp_ptr, temp_rows, area, area_spark, level, last_ts, last_
             recent = ls != NO_TS and now_ms - ls <= span_ms
             hot = level[ri, r_high] >= temp_level or level[ri, r_base] >= 1  # Level.BLUE
             new = 4 if recent and hot else 0  # Level.RED
-            p = level[ri, r_comp]
-            if new != p:
-                level[ri, r_comp] = new
-                out_rows[k] = ri
-                out_prev[k] = p
-                out_new[k] = new
-                out_val[k] = last_v[ri]
-                out_ts[k] = tick_ts if use_tick else max(last_ts[ri], ls)
-                k += 1
+            k = _write_level_row(level, ri, r_comp, new, last_v[ri], tick_ts if use_tick else max(last_ts[ri], ls),
+                                 k, out_rows, out_prev, out_new, out_val, out_ts)
     return k
 
 
@@ -332,15 +342,8 @@ def vote(r, t, votes, area, level, r_high, r_vote, s2_before, n_vote,  # type: i
         if cur < 0:
             continue
         lvl = 4 if cnt >= n_vote else 0  # Level.RED / NONE
-        p = level[cur, r_vote]
-        if lvl != p:
-            level[cur, r_vote] = lvl
-            out_rows[k] = cur
-            out_prev[k] = p
-            out_new[k] = lvl
-            out_val[k] = float(cnt)
-            out_ts[k] = ts_a
-            k += 1
+        k = _write_level_row(level, cur, r_vote, lvl, float(cnt), ts_a, k, out_rows, out_prev, out_new, out_val,
+                             out_ts)
         if lvl == 0:
             vote_row[a] = -1
     return k

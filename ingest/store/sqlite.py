@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
@@ -173,6 +173,29 @@ class _Cols:
         # rows come in insertion order; np.unique returns the first occurrence, sorted by ts
         _, first = np.unique(ts, return_index=True)
         self.ts, self.value, self.src = ts[first], value[first], src[first]
+
+
+def _in_pieces(cur: sqlite3.Cursor, fetch: int, n_col: int, max_readings: int,
+               piece: Callable[[list[Any]], StoredSince]) -> Iterator[StoredSince]:
+    """The rows of ``cur`` as pieces of about ``max_readings`` readings (whole rows; column
+    ``n_col`` counts a row's readings), fetched ``fetch`` rows at a time; the cursor is closed
+    at the end or when the caller stops early."""
+    try:
+        taken: list[Any] = []
+        n = 0
+        while rows := cur.fetchmany(fetch):
+            for r in rows:
+                taken.append(r)
+                n += r[n_col]
+                if n >= max_readings:
+                    yield piece(taken)
+                    taken, n = [], 0
+        if taken:
+            yield piece(taken)
+    except sqlite3.Error as exc:
+        raise StoreError("sqlite", "readings_after", str(exc)) from None
+    finally:
+        cur.close()
 
 
 class SQLiteReadingStore:
@@ -342,32 +365,20 @@ class SQLiteReadingStore:
         """Readings of the chunks committed after ``mark``, in commit order (by sensor and
         time within one chunk), in pieces of about ``max_readings`` (whole chunks). The
         service feeds them to the alarm engine after restoring a snapshot taken at ``mark``."""
+        return self._pieces_after("SELECT id, series, n, ts, value, received FROM chunks WHERE id > ? ORDER BY id",
+                                  mark, 4096, 2, max_readings, self._stored_since)
+
+    def _pieces_after(self, sql: str, mark: int, fetch: int, n_col: int, max_readings: int,
+                      piece: Callable[[list[Any], dict[int, tuple[str, str]]], StoredSince]) -> Iterator[StoredSince]:
+        """The rows of ``sql`` (ids above ``mark``) as :class:`StoredSince` pieces (``_in_pieces``)."""
         keys = {i: (e, s) for i, e, s in self._db.query("readings_after", "SELECT id, enterprise_id, sensor_id "
                                                         "FROM series")}
         try:
-            cur = self._db.reader().execute("SELECT id, series, n, ts, value, received FROM chunks WHERE id > ? "
-                                            "ORDER BY id", (mark,))
+            cur = self._db.reader().execute(sql, (mark,))
         except sqlite3.Error as exc:
             raise StoreError("sqlite", "readings_after", str(exc)) from None
-        try:  # closing the cursor ends the read transaction even when the caller stops early
-            taken: list[Any] = []
-            n = 0
-            while True:
-                rows = cur.fetchmany(4096)
-                for r in rows:
-                    taken.append(r)
-                    n += r[2]
-                    if n >= max_readings:
-                        yield self._stored_since(taken, keys)
-                        taken, n = [], 0
-                if not rows:
-                    break
-            if taken:
-                yield self._stored_since(taken, keys)
-        except sqlite3.Error as exc:
-            raise StoreError("sqlite", "readings_after", str(exc)) from None
-        finally:
-            cur.close()
+        # closing the cursor ends the read transaction even when the caller stops early
+        yield from _in_pieces(cur, fetch, n_col, max_readings, lambda taken: piece(taken, keys))
 
     @staticmethod
     def _stored_since(taken: list[Any], keys: dict[int, tuple[str, str]]) -> StoredSince:
@@ -525,29 +536,8 @@ CREATE TABLE IF NOT EXISTS batches (
     def readings_after(self, mark: int, max_readings: int = 100_000) -> Iterator[StoredSince]:
         """The batches committed after ``mark``, in commit order, in pieces of about
         ``max_readings`` (whole batches)."""
-        keys = {i: (e, s) for i, e, s in self._db.query("readings_after", "SELECT id, enterprise_id, sensor_id "
-                                                        "FROM series")}
-        try:
-            cur = self._db.reader().execute("SELECT id, n, series, ts, value, received FROM batches WHERE id > ? "
-                                            "ORDER BY id", (mark,))
-        except sqlite3.Error as exc:
-            raise StoreError("sqlite", "readings_after", str(exc)) from None
-        try:
-            taken: list[Any] = []
-            n = 0
-            while rows := cur.fetchmany(64):
-                for r in rows:
-                    taken.append(r)
-                    n += r[1]
-                    if n >= max_readings:
-                        yield self._piece(taken, keys)
-                        taken, n = [], 0
-            if taken:
-                yield self._piece(taken, keys)
-        except sqlite3.Error as exc:
-            raise StoreError("sqlite", "readings_after", str(exc)) from None
-        finally:
-            cur.close()
+        return self._pieces_after("SELECT id, n, series, ts, value, received FROM batches WHERE id > ? ORDER BY id",
+                                  mark, 64, 1, max_readings, self._piece)
 
     @staticmethod
     def _piece(taken: list[Any], keys: dict[int, tuple[str, str]]) -> StoredSince:

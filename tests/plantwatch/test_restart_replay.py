@@ -113,6 +113,16 @@ def _run_around_a_snapshot(svc: Service, clock: FakeClock, at_s: int, end_s: int
     _run([svc], clock, range(at_s, end_s), 101)
 
 
+def _crashed(data_dir: Path, clock: FakeClock, at_s: int, end_s: int) -> Service:
+    """A service run around a snapshot at ``at_s`` up to ``end_s``, then abandoned as by a kill."""
+    svc = _service(data_dir, clock)
+    try:
+        _run_around_a_snapshot(svc, clock, at_s, end_s)
+    finally:
+        _abandon(svc)
+    return svc
+
+
 def _abandon(svc: Service) -> None:
     """What a kill -9 leaves: no stop(), no final snapshot; only the file handles go."""
     svc.pipeline.close()
@@ -257,11 +267,7 @@ async def test_a_stored_piece_that_cannot_be_replayed_does_not_keep_the_service_
     import sqlite3
 
     clock = FakeClock(T0)
-    crashed = _service(tmp_path / "crashed", clock)
-    try:
-        _run_around_a_snapshot(crashed, clock, 10, 20)
-    finally:
-        _abandon(crashed)
+    crashed = _crashed(tmp_path / "crashed", clock, 10, 20)
     with sqlite3.connect(crashed.settings.data_dir / "readings.sqlite3") as db:
         db.execute("UPDATE chunks SET ts = x'00' WHERE id = (SELECT max(id) FROM chunks)")
     clock.now = T0 + 25_000
@@ -313,11 +319,7 @@ async def test_a_snapshot_taken_over_another_store_replays_nothing(
     InfluxDB) the new store's journal ids mean something else, so the service starts from the
     snapshot alone and says so."""
     clock = FakeClock(T0)
-    crashed = _service(tmp_path / "svc", clock)
-    try:
-        _run_around_a_snapshot(crashed, clock, 60, 160)
-    finally:
-        _abandon(crashed)
+    crashed = _crashed(tmp_path / "svc", clock, 60, 160)
     row = crashed.registry.row_of("E1", "GT-1")
     clock.now = T0 + 165_000
     switched = _service(tmp_path / "svc", clock, vmetrics.url)
