@@ -6,10 +6,12 @@ call's rows, which costs ~1 us per sample at a thousand rows a call. This kernel
 rows once and keeps a row's state in registers (the same state arrays, the same formulas in
 the same order): measured ~0.2 us per sample in cache and ~0.3 us at 100k sensors in random
 order (memory-bound), where the numpy path took ~1 us and ~0.45 us (docs/benchmarks.md).
-The Gaussian tail (three dependent libm calls per sample) runs in a second tight loop over
-the parts the first loop leaves per sample, so the CPU overlaps many samples' call chains
-instead of one row's: ~16 % less time per sample when the state is in cache (2,000 rows:
-146 -> 123 ns), no change at 100k rows, where the state's memory traffic bounds it.
+The Gaussian tail comes from the table of ``alerts.anomaly.tail_table`` (~7 ns) instead of
+the formula's three dependent libm calls (~48 ns). It runs in a second tight loop over the
+parts the first loop leaves per sample: introduced to overlap the libm call chains (2,000
+rows: 146 -> 123 ns); with the table, folding it back into one loop measured no better
+(kernel alone ~118 vs ~125 ns at 100k rows, ~120 vs ~111 at 20k; in the engine with the
+scorer, 5.8 vs 6.1 M samples/s, medians of interleaved runs), so it stays.
 Results equal the numpy path to rounding (sums over the ring are taken in another order);
 ``tests/alerts/test_anomaly.py`` compares the two on random streams.
 """
@@ -71,8 +73,7 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
     big = ring.shape[1]
     nbk = s_mean.shape[1]
     nrows = rows.shape[0]
-    # the tail transform is a long chain of dependent libm calls; it runs in a second, tight
-    # loop over these per-sample parts, so the CPU overlaps many samples' chains
+    # the tail transform and the score's assembly run in a second, tight loop over these parts
     zt = np.empty(nrows)  # argument of the Gaussian tail
     nov = np.empty(nrows)  # novelty score (-1: off)
     gate = np.empty(nrows)  # seasonal damping factor (-1: none)
