@@ -209,6 +209,44 @@ def settle(rows, level, on_a, off_a, on_b, off_b, on_c, off_c, on_d, off_d,  # t
 
 
 @njit(cache=True, nogil=True)
+def scan_rows(r, n, off):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """One pass over a batch's rows: bit 1 set if a row lies outside ``[0, n)``, bit 2 if the
+    rows strictly increase, bit 4 if an in-range row is out of service (``off``)."""
+    flags = 2
+    prev = -1
+    for i in range(len(r)):
+        ri = r[i]
+        if ri <= prev:
+            flags &= ~2
+        prev = ri
+        if ri < 0 or ri >= n:
+            flags |= 1
+        elif off[ri]:
+            flags |= 4
+    return flags
+
+
+@njit(cache=True, nogil=True)
+def keep_rows(r, t, v, n, off, r2, t2, v2):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """Copy the readings whose row is in ``[0, n)`` and not ``off`` into ``r2, t2, v2`` (in
+    order); returns (how many were kept, how many were dropped for ``off``)."""
+    k = 0
+    held = 0
+    for i in range(len(r)):
+        ri = r[i]
+        if ri < 0 or ri >= n:
+            continue
+        if off[ri]:
+            held += 1
+            continue
+        r2[k] = ri
+        t2[k] = t[i]
+        v2[k] = v[i]
+        k += 1
+    return k, held
+
+
+@njit(cache=True, nogil=True)
 def unique_rows(r, mark):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """True when no row repeats in ``r``. ``mark`` (one slot per row) is -1 on entry and on exit."""
     n = r.shape[0]
@@ -383,6 +421,8 @@ def warm() -> None:
         vote(rows, i8, b1, np.zeros(0, np.int32), i1_2, 0, 0, b1, 0, np.zeros(0, np.int32), np.zeros(0, np.int32),
              i8, np.zeros(0, np.int32), i8, np.zeros(0, np.int32), np.zeros(0, np.int32), i1, i1, f8, i8)
         sparks(rows, i8, f8, b1, np.zeros(0, np.int32), i8, i8)
+        scan_rows(rows, 0, b1)
+        keep_rows(rows, i8, f8, 0, b1, np.zeros(0, np.intp), i8, f8)
     i4 = np.zeros(0, np.int32)
     compound(i4, i8, i4, i4, i8, i1_2, i8, f8, 0, 0, False, 0, 0, 0, 0, 0, i4, i1, i1, f8, i8)
     unique_rows(np.zeros(0, np.intp), mark)

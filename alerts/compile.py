@@ -119,6 +119,7 @@ class Compiled:
     #: cannot change any level, so it takes the fast path (state update only).
     q_lo: F64
     q_hi: F64
+    off: B                   # out of service (maintenance or removed): readings not evaluated, timers frozen
 
 
 def _num(where: str, v: Any, *, positive: bool = False, allow_zero: bool = True) -> float:
@@ -183,7 +184,7 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
         ent=np.full(n, -1, np.int32), dev=np.full(n, -1, np.int32), area=np.full(n, -1, np.int32),
         ent_ids=[], dev_keys=[], area_keys=[], dev_anchor=np.zeros(0, np.int32),
         area_anchor=np.zeros(0, np.int32), ent_status=[], ent_capacity=np.zeros(0),
-        q_lo=np.zeros(n), q_hi=np.zeros(n),
+        q_lo=np.zeros(n), q_hi=np.zeros(n), off=np.zeros(n, bool),
     )
     ent_index: dict[str, int] = {}
     for eid, ent in enterprises.items():
@@ -198,6 +199,7 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise])
     for i, s in enumerate(sensors):
         _compile_row(c, i, s, enterprises)
         c.ent[i] = ent_index.get(s.enterprise_id, -1)
+        c.off[i] = s.out_of_service is not None
         if s.device_id:
             dk = (s.enterprise_id, s.device_id)
             if dk not in dev_index:

@@ -143,6 +143,8 @@ class AlarmEngine:
         self._ord: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0, np.intp), np.zeros(0, np.int64),
                                                                   np.zeros(0))  # a reordered batch (reused)
         self._idx = np.arange(1024, dtype=np.intp)
+        self._kept: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0, np.intp), np.zeros(0, np.int64),
+                                                                   np.zeros(0))  # a batch without held rows
         self._dirty: list[I32] = []             # rows whose busy flag must be recomputed
         self._anomaly: Any = None
         self._anomaly_on = anomaly
@@ -155,6 +157,7 @@ class AlarmEngine:
         # scratch of the compiled rules: what they changed (see _scratch)
         self._lad_i = np.empty(0, np.intp)  # positions, previous and new levels; rows, values, times (_em)
         self._scratch(1024)
+        self.out_of_service_readings = 0  # readings of out-of-service rows, not evaluated (cumulative)
         self.sync(sensors, enterprises)
 
     # -- configuration -------------------------------------------------------------------
@@ -176,6 +179,7 @@ class AlarmEngine:
             self._mark = np.full(self._st.cap, -1, np.int32)
         self._cfg = cfg
         self._n = cfg.n
+        self._n_off = int(cfg.off.sum())
 
         power_kinds = [KIND_INDEX[k] for k, spec in KINDS.items() if spec.domain == "power"]
         self._is_power = np.isin(cfg.kind, power_kinds)
@@ -333,7 +337,8 @@ class AlarmEngine:
     def evaluate(self, row: I32, ts_ms: I64, value: F64, now_ms: int) -> Transitions:
         """Evaluate one batch of readings (any order, repeated rows allowed; row -1 ignored).
 
-        Inputs are never modified. Rows outside the registry are ignored.
+        Inputs are never modified. Rows outside the registry are ignored, and so are readings
+        of rows out of service (counted in ``out_of_service_readings``).
         """
         self._on_clock(now_ms)
         out = _Out()
@@ -346,12 +351,35 @@ class AlarmEngine:
                              f"got {r.shape}, {t.shape}, {v.shape}")
         if n == 0:
             return out.build()
-        if r.min() < 0 or r.max() >= self._n:
-            ok = np.flatnonzero((r >= 0) & (r < self._n))
-            r, t, v = r[ok], t[ok], v[ok]
+        off = self._cfg.off
+        if self._kernel:  # range, order and held rows in one pass
+            flags = int(_rk.scan_rows(r, self._n, off))
+            outside, in_order, held = bool(flags & 1), bool(flags & 2), bool(flags & 4)
+        else:
+            outside = bool(r.min() < 0 or r.max() >= self._n)
+            in_order = n < 2 or bool((r[1:] > r[:-1]).all())
+            held = bool(self._n_off) and not outside and bool(off[r].any())
+        if outside or held:  # rows outside the registry are ignored; rows in maintenance or
+            # removed are counted (their readings teach no detector)
+            if self._kernel:
+                if len(self._kept[0]) < n:  # reused, like the reorder buffers
+                    m = max(n, 2 * len(self._kept[0]))
+                    self._kept = (np.empty(m, np.intp), np.empty(m, np.int64), np.empty(m, np.float64))
+                r2, t2, v2 = self._kept
+                k, n_held = _rk.keep_rows(r, t, v, self._n, off, r2, t2, v2)
+                r, t, v = r2[:k], t2[:k], v2[:k]
+            else:
+                inside = (r >= 0) & (r < self._n)
+                held_m = np.zeros(n, bool)
+                held_m[inside] = off[r[inside]]
+                n_held = int(np.count_nonzero(held_m))
+                keep = np.flatnonzero(inside & ~held_m)
+                r, t, v = r[keep], t[keep], v[keep]
+            self.out_of_service_readings += int(n_held)
             n = len(r)
             if n == 0:
                 return out.build()
+            in_order = n < 2 or bool((r[1:] > r[:-1]).all())
         r = r.astype(np.intp, copy=False)  # intp: no index casts
         # unique rows? (scatter positions into ``mark``, kept at -1 between calls: a duplicate loses
         # its slot). A large batch in random row order is put in row order on the way (the marked
@@ -359,7 +387,6 @@ class AlarmEngine:
         # scatters below walk memory forwards (docs/benchmarks.md §1).
         idx = self._arange(n)
         mark = self._mark
-        in_order = n < 2 or bool((r[1:] > r[:-1]).all())
         # the whole fleet (the usual batch), or a large part of it: worth the permutation
         reorder = n == self._n or (n >= SORT_MIN_ROWS and n * 8 >= len(mark))
         if in_order:
@@ -905,6 +932,9 @@ class AlarmEngine:
         parts.append(at_least(pd, R_BASE, Level.ORANGE) & near0 & fan_runs[cfg.area[pd]] & temp_rise[cfg.area[pd]])
         red = np.concatenate(parts)
         new = np.where(red, np.int8(Level.RED), np.int8(0)).astype(np.int8)
+        if self._n_off:
+            held = cfg.off[cand]
+            new[held] = lv[cand[held], R_LOCK]
         self._set(R_LOCK, cand, new, st["last_v"][cand].astype(np.float64), now_ms, out)
 
     # -- wall clock ----------------------------------------------------------------------
@@ -936,12 +966,15 @@ class AlarmEngine:
                       np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
         dl[self._dev_offline[self._row_dev]] = 0  # suppressed under an offline gateway (root alarm)
         self._grade_by_meter(dl, cfg.ent[:n], now_ms, exempt=self._is_power[:n])
+        if self._n_off:  # out of service: the level stays as it was (nothing is watched)
+            dl[cfg.off] = st["level"][:n, R_DEAD][cfg.off]
         rows = np.flatnonzero(dl != st["level"][:n, R_DEAD]).astype(np.int32)
         if len(rows):
             self._set(R_DEAD, rows, dl[rows], np.nan, now_ms, out)
         self._tick_gateways(now_ms, out)
         # delay-on / delay-off expiry on the held value, valid until the sensor goes stale
-        busy = np.flatnonzero(st["busy"][:n]).astype(np.int32)  # only busy rows hold timers
+        busy_m = st["busy"][:n] & ~cfg.off if self._n_off else st["busy"][:n]
+        busy = np.flatnonzero(busy_m).astype(np.int32)  # only busy rows hold timers; held rows are frozen
         for name in _LADDERS:
             if not len(busy):
                 break
@@ -1013,6 +1046,51 @@ class AlarmEngine:
         if not online:
             rows = np.flatnonzero(cfg.dev == d).astype(np.int32)
             self._set(R_DEAD, rows, np.zeros(len(rows), np.int8), np.nan, ts_ms, out)
+        self._settle()
+        return out.build()
+
+    # -- out of service ------------------------------------------------------------------
+    def resume(self, rows: I32, now_ms: int) -> None:
+        """Rows back in service at ``now_ms`` (after :meth:`sync` has compiled them in): their
+        deadman and flatline timers restart from ``now_ms`` (time out of service is neither
+        silence nor a stuck value)."""
+        r = np.asarray(rows, np.intp)
+        self._st["seen_ms"][r] = now_ms
+        self._st["flat_since"][r] = now_ms
+
+    def clear_rows(self, rows: I32, now_ms: int) -> Transitions:
+        """Removed sensors: every level of ``rows`` drops to none at ``now_ms`` (their alarms
+        clear) and their delay timers stop. An area vote they carried or counted is
+        recomputed from the remaining detectors (it moves to the lowest one still at stage 2,
+        or clears)."""
+        out = _Out()
+        r = np.asarray(rows, np.int32)
+        r = r[(r >= 0) & (r < self._n)]
+        if not len(r):
+            return out.build()
+        st, cfg = self._st, self._cfg
+        lv = st["level"]
+        zero = np.zeros(len(r), np.int8)
+        for rule in range(NR):
+            if rule != R_VOTE:
+                self._set(rule, r, zero, np.nan, now_ms, out)
+        for name in _LADDERS:
+            st[f"on_{name}"][r] = NO_TS
+            st[f"off_{name}"][r] = NO_TS
+        self._set(R_VOTE, r, zero, np.nan, now_ms, out)
+        self._rebuild_areas()  # stage-2 counts and vote carriers from the levels
+        for a in np.unique(cfg.area[r]).tolist():
+            cnt = int(self._area_s2[a]) if a >= 0 else 0
+            cur = int(self._vote_row[a]) if a >= 0 else -1
+            if a < 0 or (cnt >= AREA_VOTE_N) == (cur >= 0):
+                continue  # no area, or its vote already agrees with the count
+            if cur < 0:  # the carrier was removed: the lowest detector still at stage 2 takes it
+                vr = self._voter_rows[self._voter_ptr[a] : self._voter_ptr[a + 1]]
+                cur = int(vr[lv[vr, R_HIGH] >= Level.ORANGE].min())
+            lvl = Level.RED if cnt >= AREA_VOTE_N else Level.NONE
+            self._vote_row[a] = cur if lvl else -1
+            self._set(R_VOTE, np.array([cur], np.int32), np.array([lvl], np.int8), float(cnt), now_ms, out)
+        self._dirty.append(r)
         self._settle()
         return out.build()
 

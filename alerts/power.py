@@ -214,7 +214,7 @@ class PowerAnalytics:
             if not len(sel):
                 continue
             last_ts = st["last_ts"][sel]
-            ok = last_ts != NO_TS
+            ok = (last_ts != NO_TS) & ~cfg.off[sel]  # out-of-service rows are frozen
             rows = sel[ok]
             if not len(rows):
                 continue

@@ -11,7 +11,7 @@ import json
 import threading
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,38 @@ class Enterprise:
     capacity_kw: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OutOfService:
+    """Why, since and until when a sensor's readings are not evaluated (they are stored all
+    the same). ``until_ms`` None: the sensor was removed (decommissioned) and stays out
+    until it is registered again. Times in epoch ms."""
+
+    since_ms: int
+    until_ms: int | None
+    by: str
+    reason: str
+
+    @property
+    def removed(self) -> bool:
+        return self.until_ms is None
+
+
+def _hold_from_mapping(raw: Any, where: str) -> OutOfService | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise RegistryError(where, f"expected a table (since_ms, until_ms, by, reason), got {raw!r}")
+    since, until = raw.get("since_ms"), raw.get("until_ms")
+    if isinstance(since, bool) or not isinstance(since, int):
+        raise RegistryError(f"{where}.since_ms", f"expected epoch milliseconds, got {since!r}")
+    if until is not None and (isinstance(until, bool) or not isinstance(until, int) or until <= since):
+        raise RegistryError(f"{where}.until_ms", f"expected epoch milliseconds after since_ms or null, got {until!r}")
+    for name in ("by", "reason"):
+        if not isinstance(raw.get(name), str) or not raw[name].strip():
+            raise RegistryError(f"{where}.{name}", "required non-empty string")
+    return OutOfService(since_ms=since, until_ms=until, by=raw["by"], reason=raw["reason"])
+
+
 @dataclass(slots=True)
 class Sensor:
     """A registered sensor.
@@ -47,7 +79,8 @@ class Sensor:
     (``{"yellow": 20.0}``); ``params`` carries kind-specific settings such as
     ``oel_ppm`` (gas.toxic), ``baseline`` (dust.pressure_diff), ``low_limit``
     (dust.water_level/flow), ``capacity`` (power), ``critical`` (feeder flag).
-    ``interval_s`` is the expected reporting interval in seconds.
+    ``interval_s`` is the expected reporting interval in seconds. ``out_of_service``: set
+    while the sensor is in maintenance or removed (see :class:`OutOfService`).
     """
 
     enterprise_id: str
@@ -59,6 +92,7 @@ class Sensor:
     interval_s: float = 0.0
     thresholds: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    out_of_service: OutOfService | None = None
     row: int = -1
 
     @property
@@ -94,6 +128,7 @@ def _sensor_from_mapping(raw: Mapping[str, Any], where: str) -> Sensor:
         interval_s=float(interval),
         thresholds={k: float(v) for k, v in thresholds.items()},
         params=dict(raw.get("params") or {}),
+        out_of_service=_hold_from_mapping(raw.get("out_of_service"), f"{where}.out_of_service"),
     )
 
 
@@ -166,7 +201,7 @@ class Registry:
                     e.production_status = old.production_status
                 self.upsert_enterprise(e)
             for s in sensors:
-                self.upsert_sensor(s)
+                self.upsert_sensor(s, reinstate=False)
 
     # -- persistence (rows are kept: per-row detector state is saved by row) ----------
     def to_mapping(self) -> dict[str, Any]:
@@ -220,8 +255,13 @@ class Registry:
         with self._lock:
             return [self.upsert_enterprise(e) for e in ents]
 
-    def upsert_sensor(self, sensor: Sensor) -> Sensor:
-        """Insert or replace a sensor, keeping its row if it already exists."""
+    def upsert_sensor(self, sensor: Sensor, *, reinstate: bool = True) -> Sensor:
+        """Insert or replace a sensor, keeping its row if it already exists.
+
+        A replaced sensor keeps its maintenance hold (new settings do not end a calibration);
+        a removed one comes back into service if ``reinstate`` (registered again over the
+        API), else it stays removed (a config file that still lists it, read at a restart).
+        """
         with self._lock:
             ids = self._by_ent.setdefault(sensor.enterprise_id, {})
             row = ids.get(sensor.id)
@@ -230,6 +270,9 @@ class Registry:
                 self.sensors.append(sensor)
                 ids[sensor.id] = row
             else:
+                hold = self.sensors[row].out_of_service
+                if sensor.out_of_service is None and hold is not None and not (hold.removed and reinstate):
+                    sensor.out_of_service = hold
                 self.sensors[row] = sensor
             sensor.row = row
             self.version += 1
@@ -259,6 +302,22 @@ class Registry:
         with self._lock:
             return [self.upsert_sensor(s) for s in sensors]
 
+    def set_out_of_service(self, enterprise_id: str, sensor_id: str, hold: OutOfService | None) -> Sensor:
+        """Put a registered sensor out of service (``hold``) or back in (None); ``KeyError``
+        if it is not registered."""
+        with self._lock:
+            row = self.row_of(enterprise_id, sensor_id)
+            if row < 0:
+                raise KeyError(f"sensor {enterprise_id}/{sensor_id} is not registered")
+            s = replace(self.sensors[row], out_of_service=hold)
+            self.sensors[row] = s
+            self.version += 1
+            return s
+
+    def held(self) -> list[Sensor]:
+        """Sensors out of service (in maintenance or removed), in row order."""
+        return [s for s in self.sensors if s.out_of_service is not None]
+
     # -- lookup ----------------------------------------------------------------------
     def row_of(self, enterprise_id: str, sensor_id: str) -> int:
         return self._by_ent.get(enterprise_id, _EMPTY).get(sensor_id, -1)
@@ -280,4 +339,4 @@ class Registry:
         return len(self.sensors)
 
 
-__all__ = ["KINDS", "Enterprise", "Registry", "RegistryError", "Sensor"]
+__all__ = ["KINDS", "Enterprise", "OutOfService", "Registry", "RegistryError", "Sensor"]

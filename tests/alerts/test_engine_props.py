@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from alerts.engine import AlarmEngine
 from alerts.rules import RULE
 from alerts.transitions import Transitions
-from plantwatch.registry import Sensor
+from plantwatch.registry import OutOfService, Sensor
 from tests.alerts.conftest import T0, make_engine, sensor
 
 KINDS = ["gas.combustible", "gas.toxic", "gas.oxygen", "dust.hopper_temperature",
@@ -128,6 +129,24 @@ def test_compiled_kernels_equal_the_numpy_formulation(ser: Any, anomaly: bool) -
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@PROPS
+@given(coarse_series, st.sets(st.integers(0, N - 1), min_size=1, max_size=3), st.booleans())
+def test_held_rows_are_as_if_their_readings_were_never_sent(ser: Any, held: set[int], kernel: bool) -> None:
+    """Rows out of service (maintenance) from the start: the other rows' transitions equal
+    those of an engine that never received the held rows' readings, the held rows have none
+    (not even a deadman), and every held reading is counted."""
+    hold = OutOfService(since_ms=T0, until_ms=T0 + 86_400_000, by="test", reason="maintenance")
+    with_held = [replace(s, out_of_service=hold) if i in held else s for i, s in enumerate(sensors())]
+    e_held = make_engine(with_held, kernel=kernel)
+    e_ref = make_engine(sensors(), kernel=kernel)
+    without = [([x for x in b if x[0] not in held], tick) for b, tick in ser]
+    got = run(e_held, ser)
+    want = [[x for x in step if x[0] not in held] for step in run(e_ref, without)]
+    assert got == want
+    assert e_held.levels()[sorted(held)].max() == 0
+    assert e_held.out_of_service_readings == sum(x[0] in held for b, _ in ser for x in b)
 
 
 def test_compiled_anomaly_rule_equals_the_numpy_formulation_when_it_fires() -> None:

@@ -1,0 +1,92 @@
+"""Sensors out of service in the engine: maintenance freezes a row (its readings teach no
+detector, its levels and timers stand still), resuming restarts its timers, and removal
+clears its levels and recomputes the area vote it carried or counted."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from alerts.engine import AlarmEngine
+from plantwatch.domain import Level
+from plantwatch.registry import OutOfService, Sensor
+from tests.alerts.conftest import T0, enterprises, events, feed, make_engine, of_rule, sensor
+
+MIN_MS = 60_000
+MAINT = OutOfService(since_ms=T0, until_ms=T0 + 3_600_000, by="Li Wei", reason="calibration")
+
+
+def _hold(engine: AlarmEngine, sensors: list[Sensor], rows: list[int], hold: OutOfService | None = MAINT) -> None:
+    for r in rows:
+        sensors[r] = replace(sensors[r], out_of_service=hold)
+    engine.sync(sensors, enterprises())
+
+
+@pytest.fixture(params=[True, False], ids=["kernel", "numpy"])
+def kernel(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+def test_a_held_row_is_not_evaluated_and_its_readings_are_counted(kernel: bool) -> None:
+    sensors = [sensor("GT-1", "gas.combustible"), sensor("GT-2", "gas.combustible")]
+    eng = make_engine(sensors, kernel=kernel)
+    _hold(eng, sensors, [0])
+    tr = feed(eng, [0, 1], [T0, T0], [60.0, 30.0])  # calibration gas on GT-1; a real yellow on GT-2
+    assert events(eng, tr) == [(1, "high", "none", "yellow")]
+    assert eng.level(0, "high") is Level.NONE
+    assert eng.out_of_service_readings == 1
+    assert np.isnan(eng.snapshot()["s.last_v"][0])  # nothing learnt from the held row
+
+
+def test_a_held_row_keeps_its_levels_and_raises_no_deadman(kernel: bool) -> None:
+    sensors = [sensor("GT-1", "gas.combustible", interval_s=5.0)]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, 0, T0, 55.0)  # stage 2: orange
+    assert eng.level(0, "high") is Level.ORANGE
+    _hold(eng, sensors, [0])
+    assert len(feed(eng, 0, T0 + 1000, 0.0)) == 0  # a reading of 0 does not clear a held row
+    for minutes in (1, 30, 59):  # silent for an hour: no deadman, no red from the held stage 2
+        assert len(eng.tick(T0 + minutes * MIN_MS)) == 0
+    assert eng.level(0, "high") is Level.ORANGE
+    assert eng.level(0, "deadman") is Level.NONE
+
+
+def test_resume_restarts_the_deadman_and_flatline_timers(kernel: bool) -> None:
+    sensors = [sensor("GT-1", "gas.combustible", interval_s=5.0)]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, 0, T0, 3.0)
+    _hold(eng, sensors, [0])
+    back = T0 + 48 * 3_600_000  # two days out, longer than the 24 h flatline period
+    eng.tick(back - 1000)
+    _hold(eng, sensors, [0], None)
+    eng.resume(np.array([0], np.int32), back)
+    assert len(eng.tick(back + 14_000)) == 0  # under 3 x 5 s since the return
+    assert of_rule(eng, eng.tick(back + 16_000), "deadman") == [(0, "none", "blue")]
+    tr = feed(eng, 0, back + 17_000, 3.0)  # the value it had before: not two days flat
+    assert of_rule(eng, tr, "deadman") == [(0, "blue", "none")]
+    assert of_rule(eng, tr, "flatline") == []
+    assert of_rule(eng, feed(eng, 0, back + 18_000, 30.0), "high") == [(0, "none", "yellow")]
+
+
+def test_clear_rows_drops_every_level_and_moves_or_clears_the_area_vote(kernel: bool) -> None:
+    sensors = [sensor(f"GT-{i}", "gas.combustible") for i in range(3)]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, [0, 1, 2], [T0, T0, T0], [55.0, 55.0, 55.0])
+    assert eng.level(0, "area_vote") is Level.RED  # carried by the lowest row at stage 2
+    _hold(eng, sensors, [0], replace(MAINT, until_ms=None))
+    tr = eng.clear_rows(np.array([0], np.int32), T0 + 1000)
+    assert sorted(events(eng, tr)) == [(0, "area_vote", "red", "none"), (0, "high", "orange", "none"),
+                                       (1, "area_vote", "none", "red")]  # two left at stage 2: it moves
+    assert eng.levels()[0].max() == 0
+    _hold(eng, sensors, [1], replace(MAINT, until_ms=None))
+    tr = eng.clear_rows(np.array([1], np.int32), T0 + 2000)
+    assert sorted(events(eng, tr)) == [(1, "area_vote", "red", "none"), (1, "high", "orange", "none")]
+    assert eng.level(2, "high") is Level.ORANGE  # one detector left: no vote
+    assert len(feed(eng, 0, T0 + 3000, 80.0)) == 0  # removed: never evaluated again
+    # the vote is still counted correctly for detectors in service
+    _hold(eng, sensors, [1], None)
+    eng.resume(np.array([1], np.int32), T0 + 4000)
+    tr = feed(eng, 1, T0 + 5000, 55.0)
+    assert sorted(of_rule(eng, tr, "area_vote")) == [(1, "none", "red")]
