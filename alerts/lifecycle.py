@@ -46,6 +46,13 @@ EVENT_TYPES: frozenset[str] = frozenset({
 })
 
 
+SENSOR_CONDITIONS: dict[str, str] = {
+    "out_of_service": "out of service (maintenance): readings stored, not evaluated",
+    "removed": "removed from service",
+}
+"""Sensor alarms the service raises itself (:meth:`AlarmBook.apply_sensor`), with their message."""
+
+
 # -- errors ------------------------------------------------------------------------------
 class LifecycleError(Exception):
     """Base of lifecycle errors; carries the alarm id, its status and the offending field."""
@@ -198,6 +205,18 @@ class AlarmBook:
         """
         return self._apply_key(("", source, rule_name), -1, -1, None, level, value, ts_ms, now_ms)
 
+    def apply_sensor(self, sensor: Sensor, rule_name: str, level: Level, ts_ms: int, now_ms: int) -> list[Change]:
+        """A condition of a sensor that no engine rule computes (``out_of_service``,
+        ``removed``: see :data:`SENSOR_CONDITIONS`), keyed like the engine's alarms;
+        ``level`` NONE ends it. Same lifecycle as every alarm."""
+        return self._apply_key((sensor.enterprise_id, sensor.id, rule_name), sensor.row, -1, sensor, level,
+                               math.nan, ts_ms, now_ms)
+
+    def open_for(self, enterprise_id: str, sensor_id: str, rule_name: str) -> Alarm | None:
+        """A snapshot of the open alarm of this (sensor, rule), or None."""
+        aid = self._by_key.get((enterprise_id, sensor_id, rule_name))
+        return self.get(aid) if aid is not None else None
+
     def _apply_one(self, row: int, rule: int, level: Level, value: float, ts: int, now: int) -> list[Change]:
         sensor = self._sensor_of(row)
         rule_name = self._rule_names[rule] if 0 <= rule < len(self._rule_names) else f"rule#{rule}"
@@ -234,6 +253,9 @@ class AlarmBook:
 
     def _message(self, a: Alarm, rule: int, cond: Level, value: float) -> str:
         row = int(a.extra.get("row", -1))
+        text = SENSOR_CONDITIONS.get(a.rule) if rule < 0 else None
+        if text is not None:
+            return f"{a.sensor_id} {a.kind} {text} ({a.level.label}, {a.rule})"
         sensor = self._sensor_of(row) if row >= 0 else None
         unit = self._unit(sensor)
         shown = f"{value:.1f} {unit}".rstrip() if math.isfinite(value) else "no data"

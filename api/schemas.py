@@ -58,3 +58,20 @@ class ShelveIn(BaseModel):
     by: str = Field(min_length=1, max_length=200)
     reason: str = Field(min_length=1, max_length=4000)
     duration_s: float = Field(gt=0, le=7 * 86400, description="shelve for this many seconds (max 7 days)")
+
+
+class OutOfServiceIn(BaseModel):
+    """Maintenance: who, why, and for how long the sensor's readings are not evaluated."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=4000)
+    duration_s: float = Field(gt=0, le=7 * 86400, description="out of service for this many seconds (max 7 days)")
+
+
+class RemoveIn(BaseModel):
+    """Decommissioning: who removes the sensor and why (kept in the registry and as an alarm note)."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=4000)

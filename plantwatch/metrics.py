@@ -25,6 +25,9 @@ class Metrics:
             "plantwatch_ingest_rejected", "Readings or messages rejected, by reason", ["reason"], registry=r)
         self.ingest_unregistered = Counter(
             "plantwatch_ingest_unregistered_readings", "Readings from sensors not in the registry", registry=r)
+        self.ingest_out_of_service = Counter(
+            "plantwatch_ingest_out_of_service_readings",
+            "Readings from sensors out of service or removed (stored, not evaluated)", registry=r)
         self.alarms_raised = Counter(
             "plantwatch_alarms_raised", "Alarms raised, by level at raise time", ["level"], registry=r)
         self.alarm_events = Counter(

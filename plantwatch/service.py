@@ -34,7 +34,7 @@ from plantwatch.clock import Clock, wall_ms
 from plantwatch.domain import ALARM_LEVELS, AlarmStatus, Level
 from plantwatch.hub import EventHub
 from plantwatch.metrics import Metrics
-from plantwatch.registry import Enterprise, Registry, RegistryError, Sensor
+from plantwatch.registry import Enterprise, OutOfService, Registry, RegistryError, Sensor
 from plantwatch.settings import Settings
 
 log = logging.getLogger("plantwatch.service")
@@ -49,6 +49,13 @@ REPLAY_SOURCE = "service.replay_source"
 restored over another store (the backend was switched) replays nothing."""
 BUFFER_SOURCE, BUFFER_RULE = "store", "buffer_near_full"
 RISK_WINDOW_MS = 24 * 3600 * 1000
+MAX_OUT_OF_SERVICE_MS = 7 * 24 * 3600 * 1000
+"""Longest maintenance hold (ms): a sensor out of service longer than a week is removed or back."""
+R_OOS, R_REMOVED = "out_of_service", "removed"
+
+
+class SensorStateError(ValueError):
+    """The action does not fit the sensor's service state (e.g. maintenance of a removed sensor)."""
 
 
 REGISTRY_SNAPSHOT = "registry"
@@ -114,6 +121,9 @@ class Service:
         self._gw_log: list[list[Any]] = self._load_gateway_log()
         self._snap_task: asyncio.Task[None] | None = None
         self._catch_up(replay_mark, self._gw_log)
+        self._hold_end: int | None = None  # earliest end of a maintenance hold (ms)
+        self._reconcile_holds()
+        self._refresh_hold_end()
         self._refresh_open_gauge()
 
     # -- restart -------------------------------------------------------------------------
@@ -235,9 +245,134 @@ class Service:
                 key = exc.where.removeprefix(f"sensor {s.enterprise_id}/{s.id} ")
                 raise RegistryError(f"body[{i}].{key}", exc.message) from None
 
+        removed = {s.key for s in self.registry.held() if s.out_of_service is not None and s.out_of_service.removed}
         out = self.registry.add_sensors(raws, check=check)
         self._save_registry()
+        back = [s for s in out if s.key in removed and s.out_of_service is None]
+        if back:  # reinstated: their deadman and flatline timers start now, not at the removal
+            self._sync_engine()
+            self.engine.resume(np.array([s.row for s in back], np.int32), self.clock())
+            log.info("reinstated %d removed sensors by registering them again", len(back))
         return out
+
+    # -- sensors out of service (maintenance, removal) -------------------------------------
+    def _sensor(self, enterprise_id: str, sensor_id: str) -> Sensor:
+        s = self.registry.sensor(enterprise_id, sensor_id)
+        if s is None:
+            raise KeyError(f"sensor {enterprise_id}/{sensor_id} is not registered")
+        return s
+
+    def take_out_of_service(self, enterprise_id: str, sensor_id: str, by: str, reason: str,
+                            until_ms: int) -> Sensor:
+        """Maintenance (calibration, replacement) until ``until_ms``: the sensor's readings are
+        stored but not evaluated, its levels and timers are frozen, and a blue
+        ``out_of_service`` alarm stays open until it is back (by :meth:`return_to_service` or
+        at ``until_ms``), so the monitoring centre sees who took it out, why and until when.
+        A second call moves the end. ``KeyError`` if not registered, ``SensorStateError`` if
+        removed, ``ValueError`` for a bad ``until_ms``."""
+        now = self.clock()
+        s = self._sensor(enterprise_id, sensor_id)
+        if s.out_of_service is not None and s.out_of_service.removed:
+            raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} was removed; register it again to reinstate it")
+        if not now < until_ms <= now + MAX_OUT_OF_SERVICE_MS:
+            raise ValueError(f"until_ms must be in the future and at most {MAX_OUT_OF_SERVICE_MS // 3_600_000} h "
+                             f"ahead, got {until_ms - now} ms from now")
+        since = s.out_of_service.since_ms if s.out_of_service is not None else now
+        s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(since, until_ms, by, reason))
+        self._save_registry()
+        self._sync_engine()
+        changes = self.book.apply_sensor(s, R_OOS, Level.BLUE, now, now)
+        a = self.book.open_for(enterprise_id, sensor_id, R_OOS)
+        if a is not None:
+            until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until_ms / 1000))
+            changes.append(self.book.add_note(a.id, by, f"out of service until {until}: {reason}", now))
+        self.publish(changes)
+        self._refresh_hold_end()
+        log.info("sensor %s/%s out of service until %d by %s: %s", enterprise_id, sensor_id, until_ms, by, reason)
+        return s
+
+    def return_to_service(self, enterprise_id: str, sensor_id: str, by: str, comment: str) -> Sensor:
+        """End maintenance now: readings are evaluated again, deadman and flatline timers start
+        afresh, the ``out_of_service`` alarm clears (with ``comment`` as a note).
+        ``SensorStateError`` if the sensor is in service or removed."""
+        s = self._sensor(enterprise_id, sensor_id)
+        if s.out_of_service is None or s.out_of_service.removed:
+            state = "in service" if s.out_of_service is None else "removed (register it again to reinstate it)"
+            raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} is {state}")
+        s = self._end_hold(s, self.clock(), by, comment)
+        self._refresh_hold_end()
+        return s
+
+    def _end_hold(self, s: Sensor, now: int, by: str, comment: str) -> Sensor:
+        s = self.registry.set_out_of_service(s.enterprise_id, s.id, None)
+        self._save_registry()
+        self._sync_engine()
+        self.engine.resume(np.array([s.row], np.int32), now)
+        changes = []
+        a = self.book.open_for(s.enterprise_id, s.id, R_OOS)
+        if a is not None:
+            changes.append(self.book.add_note(a.id, by, f"back in service: {comment}", now))
+        changes += self.book.apply_sensor(s, R_OOS, Level.NONE, now, now)
+        self.publish(changes)
+        log.info("sensor %s/%s back in service (%s: %s)", s.enterprise_id, s.id, by, comment)
+        return s
+
+    def remove_sensor(self, enterprise_id: str, sensor_id: str, by: str, reason: str) -> Sensor:
+        """Decommission: the sensor keeps its row (and stored readings) but is no longer
+        evaluated or expected to report; every level it holds drops, so its alarms clear, and
+        a ``removed`` alarm (blue, cleared) records who removed it and why until staff close
+        it. Registering it again reinstates it. ``SensorStateError`` if already removed."""
+        now = self.clock()
+        s = self._sensor(enterprise_id, sensor_id)
+        if s.out_of_service is not None and s.out_of_service.removed:
+            raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} is already removed")
+        s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(now, None, by, reason))
+        self._save_registry()
+        self._sync_engine()
+        tr = self.engine.clear_rows(np.array([s.row], np.int32), now)
+        changes = self.book.apply(tr, now) if len(tr) else []
+        changes += self.book.apply_sensor(s, R_OOS, Level.NONE, now, now)
+        changes += self.book.apply_sensor(s, R_REMOVED, Level.BLUE, now, now)
+        a = self.book.open_for(enterprise_id, sensor_id, R_REMOVED)
+        if a is not None:
+            changes.append(self.book.add_note(a.id, by, f"removed from service: {reason}", now))
+        changes += self.book.apply_sensor(s, R_REMOVED, Level.NONE, now, now)
+        self.publish(changes)
+        self._refresh_hold_end()
+        log.info("sensor %s/%s removed by %s: %s", enterprise_id, sensor_id, by, reason)
+        return s
+
+    def _expire_holds(self, now: int) -> None:
+        """Maintenance holds whose end has come: back in service."""
+        if self._hold_end is None or now < self._hold_end:
+            return
+        for s in self.registry.held():
+            hold = s.out_of_service
+            if hold is not None and hold.until_ms is not None and hold.until_ms <= now:
+                self._end_hold(s, now, "system", "maintenance period ended")
+        self._refresh_hold_end()
+
+    def _refresh_hold_end(self) -> None:
+        ends = [s.out_of_service.until_ms for s in self.registry.held()
+                if s.out_of_service is not None and s.out_of_service.until_ms is not None]
+        self._hold_end = min(ends) if ends else None
+
+    def _reconcile_holds(self) -> None:
+        """At start: the ``out_of_service`` alarms agree with the registry (a crash between
+        saving one and the other leaves them apart)."""
+        now = self.clock()
+        changes: list[Change] = []
+        held = {s.key for s in self.registry.held() if s.out_of_service is not None and not s.out_of_service.removed}
+        for key in held:
+            s = self.registry.sensor(*key)
+            if s is not None:
+                changes += self.book.apply_sensor(s, R_OOS, Level.BLUE, now, now)
+        for a in self.book.open_alarms():
+            if a.rule == R_OOS and (a.enterprise_id, a.sensor_id) not in held and a.status is not AlarmStatus.CLEARED:
+                s = self.registry.sensor(a.enterprise_id, a.sensor_id)
+                if s is not None:
+                    changes += self.book.apply_sensor(s, R_OOS, Level.NONE, now, now)
+        self.publish(changes)
 
     def _sync_engine(self) -> None:
         if self.registry.version != self._engine_version:
@@ -250,10 +385,13 @@ class Service:
         known = batch.row >= 0
         if not known.any():
             return
+        held = self.engine.out_of_service_readings
         if known.all():
             tr = self.engine.evaluate(batch.row, batch.ts_ms, batch.value, now_ms)
         else:
             tr = self.engine.evaluate(batch.row[known], batch.ts_ms[known], batch.value[known], now_ms)
+        if self.engine.out_of_service_readings != held:
+            self.metrics.ingest_out_of_service.inc(self.engine.out_of_service_readings - held)
         self._apply(tr, now_ms)
 
     def on_gateway_status(self, enterprise_id: str, device_id: str, online: bool, ts_ms: int) -> None:
@@ -293,6 +431,7 @@ class Service:
     def tick(self, now_ms: int | None = None) -> None:
         """Run wall-clock timers once (deadman, delays, escalation, shelving expiry)."""
         now = self.clock() if now_ms is None else now_ms
+        self._expire_holds(now)
         self._sync_engine()
         tr = self.engine.tick(now)
         changes = self.book.apply(tr, now) if len(tr) else []

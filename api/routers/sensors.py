@@ -1,4 +1,5 @@
-"""Sensors: registration (one or a list), listing, and readings from unregistered sensors."""
+"""Sensors: registration (one or a list), listing, maintenance and removal, and readings from
+unregistered sensors."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from api.deps import ServiceDep
-from api.schemas import SensorIn
+from api.schemas import ActionIn, OutOfServiceIn, RemoveIn, SensorIn
 from plantwatch.registry import RegistryError, Sensor
+from plantwatch.service import SensorStateError
 
 router = APIRouter(prefix="/sensors", tags=["sensors"])
 
@@ -23,11 +25,14 @@ def _to_json(s: Sensor) -> dict[str, Any]:
 
 @router.get("")
 async def list_sensors(
-    svc: ServiceDep, enterprise_id: str | None = None, kind: str | None = None
+    svc: ServiceDep, enterprise_id: str | None = None, kind: str | None = None, removed: bool = False
 ) -> list[dict[str, Any]]:
+    """Registered sensors (``out_of_service`` set while in maintenance); removed ones only
+    with ``removed=true``."""
     return [
         _to_json(s) for s in svc.registry.sensors
         if (enterprise_id is None or s.enterprise_id == enterprise_id) and (kind is None or s.kind == kind)
+        and (removed or s.out_of_service is None or not s.out_of_service.removed)
     ]
 
 
@@ -59,3 +64,34 @@ async def add_sensors(body: SensorIn | list[SensorIn], svc: ServiceDep) -> list[
     except RegistryError as exc:
         raise HTTPException(422, str(exc)) from None
     return [_to_json(s) for s in out]
+
+
+def _state_call(fn: Any, *args: Any) -> dict[str, Any]:
+    try:
+        return _to_json(fn(*args))
+    except KeyError as exc:
+        raise HTTPException(404, str(exc.args[0])) from None
+    except SensorStateError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.post("/{enterprise_id}/{sensor_id}/out-of-service")
+async def out_of_service(enterprise_id: str, sensor_id: str, body: OutOfServiceIn, svc: ServiceDep) -> dict[str, Any]:
+    """Maintenance for ``duration_s``: readings are stored but not evaluated, levels and timers
+    freeze, and a blue ``out_of_service`` alarm names who and why until it ends (by itself,
+    or ``in-service``). Again while held: moves the end. 409 if the sensor was removed."""
+    until = svc.clock() + int(body.duration_s * 1000)
+    return _state_call(svc.take_out_of_service, enterprise_id, sensor_id, body.by, body.reason, until)
+
+
+@router.post("/{enterprise_id}/{sensor_id}/in-service")
+async def in_service(enterprise_id: str, sensor_id: str, body: ActionIn, svc: ServiceDep) -> dict[str, Any]:
+    """End maintenance now (deadman and flatline timers restart); 409 unless in maintenance."""
+    return _state_call(svc.return_to_service, enterprise_id, sensor_id, body.by, body.comment)
+
+
+@router.post("/{enterprise_id}/{sensor_id}/remove")
+async def remove(enterprise_id: str, sensor_id: str, body: RemoveIn, svc: ServiceDep) -> dict[str, Any]:
+    """Decommission: no longer evaluated or expected to report; its alarms clear, a cleared
+    blue ``removed`` alarm records who and why. Registering it again reinstates it."""
+    return _state_call(svc.remove_sensor, enterprise_id, sensor_id, body.by, body.reason)

@@ -171,3 +171,62 @@ kind = "dust.hopper_temperature"
         assert isinstance(writer["pid"], int)
         assert (writer["restarts"], writer["queued_readings"]) == (0, 0)
         assert "plantwatch_store_writer_queued_readings 0.0" in svc.metrics()
+
+
+def test_maintenance_and_removal_over_http(broker: Broker, tmp_path: Path) -> None:
+    config = CONFIG + """
+[[sensor]]
+enterprise_id = "E1"
+device_id = "GW1"
+id = "GT-1"
+kind = "gas.combustible"
+"""
+    now = int(time.time() * 1000)
+    base = "/api/v1/sensors/E1/GT-1"
+    with plantwatch_serve(tmp_path / "svc", broker.url, config) as svc:
+        code, body = svc.post(base + "/out-of-service", {"by": "Li Wei", "duration_s": 3600})
+        assert code == 422
+        assert any(d["loc"][-1] == "reason" for d in body["detail"])
+        code, body = svc.post("/api/v1/sensors/E1/GT-9/out-of-service",
+                              {"by": "Li Wei", "reason": "calibration", "duration_s": 3600})
+        assert code == 404
+        assert "E1/GT-9" in _detail(body)
+        code, body = svc.post(base + "/in-service", {"by": "Li Wei", "comment": "done"})
+        assert code == 409
+        assert "in service" in _detail(body)
+        code, body = svc.post(base + "/out-of-service", {"by": "Li Wei", "reason": "calibration", "duration_s": 3600})
+        assert code == 200
+        assert body["out_of_service"]["by"] == "Li Wei"
+        assert body["out_of_service"]["until_ms"] - body["out_of_service"]["since_ms"] == 3_600_000
+
+        # calibration gas while held: stored, counted, not alarmed
+        _publish(broker, "plants/E1/GW1/telemetry", json.dumps({"sensor": "GT-1", "ts": now, "value": 55.0}))
+        wait_for(lambda: "plantwatch_ingest_out_of_service_readings_total 1.0" in svc.metrics(), 10.0,
+                 "the held reading counted")
+        stored = svc.get(f"/api/v1/readings?enterprise_id=E1&sensor_id=GT-1&start={now - 1}&end={now + 1}")
+        assert [r["value"] for r in stored] == [55.0]
+        assert {a["rule"] for a in svc.get("/api/v1/alarms")} == {"out_of_service"}
+
+        code, body = svc.post(base + "/in-service", {"by": "Li Wei", "comment": "calibrated"})
+        assert code == 200
+        assert body["out_of_service"] is None
+        _publish(broker, "plants/E1/GW1/telemetry", json.dumps({"sensor": "GT-1", "ts": now + 1000, "value": 55.0}))
+        wait_for(lambda: any(a["rule"] == "high" for a in svc.get("/api/v1/alarms")), 10.0, "the high alarm")
+
+        code, body = svc.post(base + "/remove", {"by": "Li Wei", "reason": "reactor dismantled"})
+        assert code == 200
+        assert body["out_of_service"]["until_ms"] is None
+        code, body = svc.post(base + "/remove", {"by": "Li Wei", "reason": "again"})
+        assert code == 409
+        assert svc.get("/api/v1/sensors?enterprise_id=E1") == []
+        alarms = {a["rule"]: a for a in svc.get("/api/v1/alarms")}
+        assert alarms["high"]["status"] == "cleared"
+        assert alarms["removed"]["status"] == "cleared"
+
+    with plantwatch_serve(tmp_path / "svc", broker.url, config) as svc:  # the config file still lists GT-1
+        (gt1,) = svc.get("/api/v1/sensors?enterprise_id=E1&removed=true")
+        assert gt1["out_of_service"]["reason"] == "reactor dismantled"
+        code, body = svc.post("/api/v1/sensors", {"enterprise_id": "E1", "id": "GT-1", "kind": "gas.combustible",
+                                                  "device_id": "GW1"})
+        assert code == 201
+        assert body[0]["out_of_service"] is None  # registered again: back in service
