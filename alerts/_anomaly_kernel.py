@@ -67,9 +67,11 @@ def tail_values(z, coef, z0, inv_h, out):  # type: ignore[no-untyped-def]  # pra
 def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ignore[no-untyped-def]  # pragma: no cover
                 n_, mean_, scale_, spread_, short_, mu_u_, var_u_, head_, env_hi_, env_lo_, ref_,
                 sum_old_, sumsq_old_, sum_rec_, fired_, ring, s_mean, s_dev, s_cnt,
+                t0_, tod_short_, tod_mu_, tod_var_, tod_cnt,
                 alpha_mean, alpha_scale, alpha_short, alpha_long, w, warmup, tail_digits, novelty_z,
                 envelope_decay, robust_clip, min_sd, max_z, scale_floor, season, season_ms, season_alpha,
-                season_c, season_lo, season_min, fire_level, refractory):
+                season_c, season_lo, season_min, tod, tod_bins, tod_alpha, tod_digits, tod_gate,
+                tod_min_sd, t0_unset, fire_level, refractory):
     big = ring.shape[1]
     nbk = s_mean.shape[1]
     nrows = rows.shape[0]
@@ -79,6 +81,8 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
     gate = np.empty(nrows)  # seasonal damping factor (-1: none)
     refr = np.empty(nrows)  # refractory factor (-1: off)
     live = np.empty(nrows, np.bool_)  # past the warm-up
+    zt_tod = np.empty(nrows)  # argument of the time-of-day novelty's tail (NaN: not scored)
+    season_span = nbk * season_ms
     # the bucket of the last timestamp seen: one integer division per hour boundary, not per sample
     q_lo = np.int64(1)
     q_hi = np.int64(0)
@@ -135,6 +139,30 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         gate[i] = -1.0
         if season and sc >= season_min:
             gate[i] = min(max(abs(x - sm) / max(sd, floor) / season_c, season_lo), 1.0)
+        # 4b. time-of-day novelty
+        lo_b = min(lo, x)
+        width = max(hi, x) - lo_b
+        band = 0
+        if width > 0:
+            band = min(max(int(tod_bins * (x - lo_b) / width), 0), tod_bins - 1)  # x >= lo_b: int() floors
+        key = band * nbk + b
+        visits = tod_cnt[r, key]
+        t_short = (1 - tod_alpha) * tod_short_[r] + tod_alpha / (1.0 + visits)
+        t_mu = tod_mu_[r]
+        t_var = tod_var_[r]
+        t0 = t0_[r]
+        if t0 == t0_unset:
+            t0 = ts
+        zt_tod[i] = np.nan
+        if tod and t_short >= tod_gate and ts - t0 >= 2 * season_span:
+            zt_tod[i] = (t_short - t_mu) / max(math.sqrt(t_var), tod_min_sd)
+        tod_cnt[r, key] = min(visits + 1, 255)
+        tod_short_[r] = t_short
+        if ts - t0 >= season_span:
+            d_t = t_short - t_mu
+            tod_mu_[r] = t_mu + alpha_long * d_t
+            tod_var_[r] = (1 - alpha_long) * (t_var + alpha_long * d_t * d_t)
+        t0_[r] = t0
         # 5. refractory
         refr[i] = -1.0
         if refractory > 0:
@@ -216,6 +244,10 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
                 score = max(score, nov[i])
             if gate[i] >= 0.0:
                 score = score * gate[i]
+            if zt_tod[i] == zt_tod[i]:  # not NaN
+                s_tod = min(max(_neg_log10_tail(zt_tod[i], tail_coef, tail_z0, tail_inv_h) / (2.0 * tod_digits), 0.0),
+                            1.0)
+                score = max(score, s_tod)
             if refr[i] >= 0.0:
                 score = score * refr[i]
         if score >= fire_level:  # also in the warm-up (score 0) when fire_level <= 0, as the numpy path

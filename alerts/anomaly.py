@@ -24,17 +24,26 @@ sensors in the call (all numpy, no per-sensor Python loop):
 4. Seasonal damping: if the value is usual for this time of day (hour bucket, learnt per
    sensor), the score is scaled down to at least ``season_lo`` (a daily cycle is not an
    incident).
+4b. Time-of-day novelty (``tod``): the value's band (``tod_bins`` bands across the envelope)
+   in this time-of-day bucket gets novelty ``1 / (1 + visits)``; its short EW average is
+   compared, like ``short``, with its own long-run mean and spread (learnt once a full day
+   is known) and scores ``0.5`` at a tail of ``10**-tod_digits``, only while the average is
+   at least ``tod_gate`` (a run of novel bands, not one) and after two days of history. It
+   catches what every residual test misses: a value ordinary in itself but not at this hour
+   (a plant that did not start, a night at day load, a daily peak that did not come). The
+   score is the larger of the two, not damped by step 4.
 5. Refractory: after a score >= ``fire_level`` the sensor's scores ramp from 0 back to 1
    over ``refractory`` samples, so one incident fires once.
 
-Calibration (``benchmarks/nab_noise_calibration.py``: 20 x 20 000 samples of white noise,
-after 1000 samples): a score >= 0.5 comes about 4.5e-5 per sample (mostly new extremes of
-the noise itself), >= 0.6 1.6e-5, >= 0.7 none. At one sample a minute that is 0.064 / 0.023
-/ 0 fires per sensor-day.
+Calibration on white noise (``benchmarks/nab_noise_calibration.py`` and docs/bench/nab.md):
+a score >= 0.5 comes a few times in 10**5 samples, mostly new extremes of the noise itself;
+at one sample a minute that is under 0.1 fires per sensor-day, with scores >= 0.9 (what the
+engine grades blue) rarer still. Faster sensors see proportionally more samples a day.
 
 A row's score depends only on that row and earlier ones: it is computed before the sample
-is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1720 bytes with the
-defaults (a 128-value ring, 3 x 24 seasonal cells and 15 scalars, 8 bytes each).
+is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1872 bytes with the
+defaults (a 128-value ring, 3 x 24 seasonal cells and 19 scalars, 8 bytes each, and 5 x 24
+one-byte visit counts).
 """
 
 from __future__ import annotations
@@ -77,8 +86,15 @@ class AnomalyParams:
     season_c: float = 3.0  # seasonal |z| at which the damping ends
     season_lo: float = 0.5  # smallest damping factor (a value usual for its hour)
     season_min: int = 20  # visits of a bucket before it damps
+    tod: bool = True  # time-of-day novelty: a value in a band rarely or never seen at this time of day
+    tod_bins: int = 5  # value bands across the envelope
+    tod_alpha: float = 0.15  # short average of the novelty 1 / (1 + visits of the band at this hour)
+    tod_digits: float = 12.0  # its tail: score 0.5 <=> tail probability 10**-tod_digits
+    tod_gate: float = 0.2  # and only while that average is at least this (a run of novel bands, not one)
+    # it learns the novelty's long-run statistics after one season (day) of history and scores after two
+    tod_min_sd: float = 1e-3  # floor of the novelty average's long-run standard deviation
     fire_level: float = 0.5  # a score at or above this starts the refractory period
-    refractory: int = 50  # samples over which scores ramp back from 0 to 1 after a fire
+    refractory: int = 150  # samples over which scores ramp back from 0 to 1 after a fire
 
     def __post_init__(self) -> None:
         for name in ("alpha_mean", "alpha_scale", "alpha_short", "alpha_long", "season_alpha"):
@@ -91,6 +107,8 @@ class AnomalyParams:
             raise ValueError("AnomalyParams: need tail_digits > 0, refractory >= 0, warmup >= 0")
         if self.season_ms <= 0 or self.season_buckets < 1 or not 0.0 <= self.season_lo <= 1.0:
             raise ValueError("AnomalyParams: need season_ms > 0, season_buckets >= 1, 0 <= season_lo <= 1")
+        if self.tod_bins < 1 or not 0.0 < self.tod_alpha <= 1.0 or self.tod_digits <= 0 or self.tod_min_sd <= 0:
+            raise ValueError("AnomalyParams: need tod_bins >= 1, 0 < tod_alpha <= 1, tod_digits > 0, tod_min_sd > 0")
 
 
 _LN10 = math.log(10.0)
@@ -148,6 +166,9 @@ def tail_table() -> F64:
     return np.ascontiguousarray((-log10_gauss_tail(z)) @ inv.T)
 
 
+T0_UNSET = np.iinfo(np.int64).min
+"""``t0`` of a row that has seen no sample since the time-of-day state was created."""
+
 # per-sensor state: 1-D arrays (name, dtype, initial value) and 2-D arrays (name, width attribute)
 _STATE1 = (
     ("n", np.int64, 0),  # samples learnt
@@ -165,9 +186,15 @@ _STATE1 = (
     ("sumsq_old", np.float64, 0.0),  # sum of their squares
     ("sum_rec", np.float64, 0.0),  # sum of (newest level_window - 1 values - ref)
     ("fired", np.int64, -(10**9)),  # sample count at the last fire
+    ("t0", np.int64, T0_UNSET),  # timestamp of the first sample (ms)
+    ("tod_short", np.float64, 0.0),  # short EW average of the time-of-day novelty
+    ("tod_mu", np.float64, 0.0),  # its long-run mean
+    ("tod_var", np.float64, 0.0),  # and variance
 )
 _STATE2 = ("ring", "s_mean", "s_dev", "s_cnt")
-_STATE_NAMES = tuple(s[0] for s in _STATE1) + _STATE2
+_STATE3 = ("tod_cnt",)  # uint8 (rows, tod_bins x season_buckets): visits per value band and bucket, saturating
+_NEW_STATE = ("t0", "tod_short", "tod_mu", "tod_var", "tod_cnt")  # absent from snapshots of older versions
+_STATE_NAMES = tuple(s[0] for s in _STATE1) + _STATE2 + _STATE3
 
 
 class AnomalyScorer:
@@ -208,6 +235,11 @@ class AnomalyScorer:
     sumsq_old: F64
     sum_rec: F64
     fired: I64
+    t0: I64
+    tod_short: F64
+    tod_mu: F64
+    tod_var: F64
+    tod_cnt: npt.NDArray[np.uint8]
     ring: F64
     s_mean: F64
     s_dev: F64
@@ -224,11 +256,13 @@ class AnomalyScorer:
             setattr(self, name, rec[name])
         self.s_mean, self.s_dev, self.s_cnt = (self._season[:, :, k] for k in range(3))
         self.ring = np.zeros((cap, self.params.ring))
+        self.tod_cnt = np.zeros((cap, self.params.tod_bins * self.params.season_buckets), np.uint8)
 
     def bytes_per_sensor(self) -> int:
         """State bytes per sensor row (fixed; independent of how many samples were learnt)."""
         per = sum(np.dtype(dt).itemsize for _, dt, _ in _STATE1)
-        return per + 8 * (self.params.ring + 3 * self.params.season_buckets)
+        p = self.params
+        return per + 8 * (p.ring + 3 * p.season_buckets) + p.tod_bins * p.season_buckets
 
     def grow(self, capacity: int) -> None:
         """Make room for sensor rows ``[0, capacity)``; existing state is kept."""
@@ -257,17 +291,24 @@ class AnomalyScorer:
         keep_cap = self.capacity
         cap = int(np.asarray(snap["n"]).shape[0])
         loaded: dict[str, np.ndarray] = {}
-        for name, dt, _ in _STATE1:
-            arr = np.asarray(snap[name]).astype(dt, copy=True)
+        for name, dt, init in _STATE1:
+            if name not in snap and name in _NEW_STATE:  # saved before this state existed: it starts fresh
+                arr = np.full(cap, init, dt)  # (t0 unset: the season counts from the next sample)
+            else:
+                arr = np.asarray(snap[name]).astype(dt, copy=True)
             if arr.shape != (cap,):
                 raise ValueError(f"snapshot array {name} has shape {arr.shape}, expected ({cap},)")
             loaded[name] = arr
-        for name in _STATE2:
-            arr = np.asarray(snap[name], dtype=np.float64).copy()
-            want = (cap, getattr(self, name).shape[1])
-            if arr.shape != want:
-                raise ValueError(f"snapshot array {name} has shape {arr.shape}, expected {want}")
-            loaded[name] = arr
+        table_types: list[tuple[str, type[np.generic]]] = [(k, np.float64) for k in _STATE2]
+        for name, dt2 in table_types + [(k, np.uint8) for k in _STATE3]:
+            want: tuple[int, ...] = (cap, getattr(self, name).shape[1])
+            if name not in snap and name in _NEW_STATE:
+                loaded[name] = np.zeros(want, dt2)
+                continue
+            arr2: np.ndarray = np.asarray(snap[name], dtype=dt2).copy()
+            if arr2.shape != want:
+                raise ValueError(f"snapshot array {name} has shape {arr2.shape}, expected {want}")
+            loaded[name] = arr2
         self._alloc(max(cap, keep_cap))
         self._load(loaded, cap)
         self.capacity = max(cap, keep_cap)
@@ -297,12 +338,14 @@ class AnomalyScorer:
         score_learn(r, x, ts, out, _tail_coef(), TAIL_Z0, 1.0 / TAIL_H, self.n, self.mean, self.scale, self.spread,
                     self.short, self.mu_u, self.var_u, self.head, self.env_hi, self.env_lo, self.ref, self.sum_old,
                     self.sumsq_old, self.sum_rec, self.fired, self.ring, self.s_mean, self.s_dev, self.s_cnt,
+                    self.t0, self.tod_short, self.tod_mu, self.tod_var, self.tod_cnt,
                     float(p.alpha_mean), float(p.alpha_scale), float(p.alpha_short), float(p.alpha_long),
                     int(p.level_window), int(p.warmup), float(p.tail_digits), float(p.novelty_z),
                     float(p.envelope_decay), float(p.robust_clip), float(p.min_sd), float(p.max_z),
                     float(p.scale_floor), bool(p.season), int(p.season_ms), float(p.season_alpha),
-                    float(p.season_c), float(p.season_lo), float(p.season_min), float(p.fire_level),
-                    int(p.refractory))
+                    float(p.season_c), float(p.season_lo), float(p.season_min), bool(p.tod), int(p.tod_bins),
+                    float(p.tod_alpha), float(p.tod_digits), float(p.tod_gate), float(p.tod_min_sd), T0_UNSET,
+                    float(p.fire_level), int(p.refractory))
         return out
 
     def _score_learn_numpy(self, r: npt.NDArray[np.intp], x: F64, ts: I64) -> F64:
@@ -359,6 +402,22 @@ class AnomalyScorer:
             gate = np.clip(z_seas / p.season_c, p.season_lo, 1.0)
             score = np.where(sc >= p.season_min, score * gate, score)
 
+        # 4b. time-of-day novelty: the value's band (across the envelope, this value included) at
+        # this bucket, rarely or never visited before, in a run (not a single visit)
+        lo_b, hi_b = np.minimum(lo, x), np.maximum(hi, x)
+        width = hi_b - lo_b
+        band = np.where(width > 0, np.floor(p.tod_bins * (x - lo_b) / np.where(width > 0, width, 1.0)), 0.0)
+        key = (np.clip(band, 0, p.tod_bins - 1).astype(np.intp) * p.season_buckets + bucket)
+        visits = self.tod_cnt[r, key]
+        t_short = (1 - p.tod_alpha) * self.tod_short[r] + p.tod_alpha / (1.0 + visits)
+        t_mu = self.tod_mu[r]
+        t0 = np.where(self.t0[r] == T0_UNSET, ts, self.t0[r])
+        if p.tod:
+            t_sd = np.maximum(np.sqrt(self.tod_var[r]), p.tod_min_sd)
+            on = (t_short >= p.tod_gate) & (ts - t0 >= 2 * p.season_buckets * p.season_ms)
+            s_tod = np.clip(-log10_gauss_tail((t_short - t_mu) / t_sd) / (2.0 * p.tod_digits), 0.0, 1.0)
+            score = np.maximum(score, np.where(on, s_tod, 0.0))
+
         # 5. refractory ramp after a fire
         if p.refractory > 0:
             since = (n - self.fired[r]).astype(np.float64)
@@ -390,6 +449,16 @@ class AnomalyScorer:
         mid = 0.5 * (hi + lo)
         self.env_hi[r] = np.maximum(x, hi - p.envelope_decay * (hi - mid))
         self.env_lo[r] = np.minimum(x, lo + p.envelope_decay * (mid - lo))
+        self.tod_cnt[r, key] = np.minimum(visits.astype(np.int64) + 1, 255).astype(np.uint8)
+        self.tod_short[r] = t_short
+        d_t = t_short - t_mu
+        # its long-run statistics are learnt once a full season is known (the first visit of every
+        # bucket is not news, and would inflate the spread for days)
+        known = ts - t0 >= p.season_buckets * p.season_ms
+        self.tod_mu[r] = np.where(known, t_mu + p.alpha_long * d_t, t_mu)
+        self.tod_var[r] = np.where(known, (1 - p.alpha_long) * (self.tod_var[r] + p.alpha_long * d_t * d_t),
+                                   self.tod_var[r])
+        self.t0[r] = t0
         self.n[r] = n + 1
         return np.asarray(score, dtype=np.float64)
 

@@ -253,3 +253,60 @@ def test_compiled_kernel_equals_the_numpy_specification(seed: int, params: dict[
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="backend"):
         AnomalyScorer(1, backend="gpu")
+
+
+def _daily(days: int, step_ms: int = 300_000, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """A daily cycle (low at night, high by day) with a little noise, ``step_ms`` apart."""
+    per_day = 86_400_000 // step_ms
+    n = days * per_day
+    ts = 1_700_006_400_000 + np.arange(n, dtype=np.int64) * step_ms  # 00:00 UTC
+    hour = (ts // 3_600_000) % 24
+    x = np.where((hour >= 8) & (hour < 18), 80.0, 20.0) + np.random.default_rng(seed).normal(0.0, 1.0, n)
+    return x, ts
+
+
+def test_a_value_unusual_for_its_time_of_day_fires_where_the_residual_tests_cannot() -> None:
+    """Day 7 stays at its night level through the working day (a plant that did not start,
+    a sensor left covered): every value lies inside the range seen, the change is one step,
+    yet the time-of-day novelty catches it within the hour; without it nothing fires."""
+    x, ts = _daily(8)
+    per_day = 288
+    day7 = slice(6 * per_day + 8 * 12, 6 * per_day + 18 * 12)  # 08:00-18:00 of day 7
+    x[day7] = 20.0 + np.random.default_rng(6).normal(0.0, 1.0, day7.stop - day7.start)
+    on = score_series(x, ts)
+    off = score_series(x, ts, tod=False)
+    assert on[per_day : day7.start].max() < 0.5  # after the first 08:00 step (new to it): five ordinary days
+    first = np.flatnonzero(on[day7] >= 0.5)
+    assert len(first) > 0
+    assert first[0] <= 12  # within an hour of 08:00
+    assert off[day7].max() < 0.5
+    ref = AnomalyScorer(1, backend="numpy")
+    row = np.zeros(1, np.int32)
+    spec = np.array([ref.score_learn(row, x[i : i + 1], ts[i : i + 1])[0] for i in range(len(x))])
+    np.testing.assert_allclose(on, spec, rtol=1e-9, atol=1e-12)  # the compiled kernel equals the spec
+
+
+def test_time_of_day_novelty_waits_for_a_full_day_of_history() -> None:
+    """One sample a second: the first day visits every hour for the first time, which is not
+    news; white noise then stays quiet on the second day too."""
+    n = 2 * 86_400
+    x = 20.0 + np.random.default_rng(7).normal(0.0, 1.0, n)
+    ts = 1_700_000_000_000 + np.arange(n, dtype=np.int64) * 1000
+    s = score_series(x, ts)
+    assert s[1000:].max() < 0.7  # as on the one-a-minute noise above: nothing near blue (0.9)
+
+
+def test_old_snapshots_without_time_of_day_state_restore_with_it_fresh() -> None:
+    x, ts = _daily(2)
+    sc = AnomalyScorer(2)
+    rows = np.array([0, 1], np.int32)
+    for i in range(300):
+        sc.score_learn(rows, np.full(2, x[i]), np.full(2, ts[i]))
+    old = {k: v for k, v in sc.snapshot().items() if k not in ("t0", "tod_short", "tod_mu", "tod_var", "tod_cnt")}
+    restored = AnomalyScorer(2)
+    restored.restore(old)
+    snap = restored.snapshot()
+    assert int(snap["n"][0]) == 300
+    assert not snap["tod_cnt"].any()
+    assert np.isfinite(restored.score_learn(rows, np.full(2, x[300]), np.full(2, ts[300]))).all()
+    assert int(restored.snapshot()["t0"][0]) == ts[300]  # the day of history counts from here
