@@ -239,7 +239,7 @@ class AlarmEngine:
         held = np.flatnonzero(st["level"][: cfg.n, R_VOTE] > 0)
         held = held[cfg.area[held] >= 0]
         self._vote_row[cfg.area[held]] = held
-        temps = np.flatnonzero(cfg.temp_compound & in_area)
+        temps = np.flatnonzero(cfg.temp_compound & in_area & ~cfg.off)  # held rows: no compound change
         temps = temps[np.argsort(cfg.area[temps], kind="stable")]
         self._temp_rows = temps.astype(np.int32)
         self._temp_ptr = np.searchsorted(cfg.area[temps], np.arange(na + 1)).astype(np.int64)
@@ -1044,7 +1044,7 @@ class AlarmEngine:
         anchor = cfg.dev_anchor[d : d + 1]
         self._set(R_GW, anchor, np.array([0 if online else int(Level.BLUE)], np.int8), np.nan, ts_ms, out)
         if not online:
-            rows = np.flatnonzero(cfg.dev == d).astype(np.int32)
+            rows = np.flatnonzero((cfg.dev == d) & ~cfg.off).astype(np.int32)  # held rows stay frozen
             self._set(R_DEAD, rows, np.zeros(len(rows), np.int8), np.nan, ts_ms, out)
         self._settle()
         return out.build()
@@ -1054,9 +1054,16 @@ class AlarmEngine:
         """Rows back in service at ``now_ms`` (after :meth:`sync` has compiled them in): their
         deadman and flatline timers restart from ``now_ms`` (time out of service is neither
         silence nor a stuck value)."""
+        self._on_clock(now_ms)  # a restart's downtime grace first, so that it does not land on top
         r = np.asarray(rows, np.intp)
-        self._st["seen_ms"][r] = now_ms
-        self._st["flat_since"][r] = now_ms
+        st = self._st
+        st["seen_ms"][r] = now_ms
+        st["flat_since"][r] = now_ms
+        for name in _LADDERS:  # a delay pending from before is void: new readings must hold it again
+            st[f"on_{name}"][r] = NO_TS
+            st[f"off_{name}"][r] = NO_TS
+        self._dirty.append(r.astype(np.int32))
+        self._settle()
 
     def clear_rows(self, rows: I32, now_ms: int) -> Transitions:
         """Removed sensors: every level of ``rows`` drops to none at ``now_ms`` (their alarms
@@ -1072,7 +1079,7 @@ class AlarmEngine:
         lv = st["level"]
         zero = np.zeros(len(r), np.int8)
         for rule in range(NR):
-            if rule != R_VOTE:
+            if rule not in (R_VOTE, R_GW):  # the gateway's root alarm is the device's, not the sensor's
                 self._set(rule, r, zero, np.nan, now_ms, out)
         for name in _LADDERS:
             st[f"on_{name}"][r] = NO_TS

@@ -316,7 +316,8 @@ class Registry:
 
     def held(self) -> list[Sensor]:
         """Sensors out of service (in maintenance or removed), in row order."""
-        return [s for s in self.sensors if s.out_of_service is not None]
+        with self._lock:
+            return [s for s in self.sensors if s.out_of_service is not None]
 
     # -- lookup ----------------------------------------------------------------------
     def row_of(self, enterprise_id: str, sensor_id: str) -> int:

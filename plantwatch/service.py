@@ -58,6 +58,13 @@ class SensorStateError(ValueError):
     """The action does not fit the sensor's service state (e.g. maintenance of a removed sensor)."""
 
 
+def _text(name: str, value: str) -> str:
+    """``value`` stripped; ``ValueError`` naming ``name`` if nothing is left."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name}: required non-empty text")
+    return value.strip()
+
+
 REGISTRY_SNAPSHOT = "registry"
 
 
@@ -272,11 +279,12 @@ class Service:
         removed, ``ValueError`` for a bad ``until_ms``."""
         now = self.clock()
         s = self._sensor(enterprise_id, sensor_id)
+        by, reason = _text("by", by), _text("reason", reason)
         if s.out_of_service is not None and s.out_of_service.removed:
             raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} was removed; register it again to reinstate it")
         if not now < until_ms <= now + MAX_OUT_OF_SERVICE_MS:
-            raise ValueError(f"until_ms must be in the future and at most {MAX_OUT_OF_SERVICE_MS // 3_600_000} h "
-                             f"ahead, got {until_ms - now} ms from now")
+            raise ValueError(f"duration: the hold must end in the future and at most "
+                             f"{MAX_OUT_OF_SERVICE_MS // 3_600_000} h ahead, got {until_ms - now} ms from now")
         since = s.out_of_service.since_ms if s.out_of_service is not None else now
         s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(since, until_ms, by, reason))
         self._save_registry()
@@ -288,6 +296,7 @@ class Service:
             changes.append(self.book.add_note(a.id, by, f"out of service until {until}: {reason}", now))
         self.publish(changes)
         self._refresh_hold_end()
+        self._restore_point()
         log.info("sensor %s/%s out of service until %d by %s: %s", enterprise_id, sensor_id, until_ms, by, reason)
         return s
 
@@ -296,26 +305,57 @@ class Service:
         afresh, the ``out_of_service`` alarm clears (with ``comment`` as a note).
         ``SensorStateError`` if the sensor is in service or removed."""
         s = self._sensor(enterprise_id, sensor_id)
+        by, comment = _text("by", by), _text("comment", comment)
         if s.out_of_service is None or s.out_of_service.removed:
             state = "in service" if s.out_of_service is None else "removed (register it again to reinstate it)"
             raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} is {state}")
-        s = self._end_hold(s, self.clock(), by, comment)
-        self._refresh_hold_end()
+        (s,) = self._end_holds([s], self.clock(), by, comment)
         return s
 
-    def _end_hold(self, s: Sensor, now: int, by: str, comment: str) -> Sensor:
-        s = self.registry.set_out_of_service(s.enterprise_id, s.id, None)
+    def _end_holds(self, sensors: list[Sensor], now: int, by: str, comment: str) -> list[Sensor]:
+        """Back in service at ``now``: one registry save and one recompile for all of them."""
+        out = [self.registry.set_out_of_service(s.enterprise_id, s.id, None) for s in sensors]
         self._save_registry()
         self._sync_engine()
-        self.engine.resume(np.array([s.row], np.int32), now)
+        self.engine.resume(np.array([s.row for s in out], np.int32), now)
         changes = []
-        a = self.book.open_for(s.enterprise_id, s.id, R_OOS)
-        if a is not None:
-            changes.append(self.book.add_note(a.id, by, f"back in service: {comment}", now))
-        changes += self.book.apply_sensor(s, R_OOS, Level.NONE, now, now)
+        for s in out:
+            a = self.book.open_for(s.enterprise_id, s.id, R_OOS)
+            if a is not None:
+                changes.append(self.book.add_note(a.id, by, f"back in service: {comment}", now))
+            changes += self.book.apply_sensor(s, R_OOS, Level.NONE, now, now)
+            log.info("sensor %s/%s back in service (%s: %s)", s.enterprise_id, s.id, by, comment)
         self.publish(changes)
-        log.info("sensor %s/%s back in service (%s: %s)", s.enterprise_id, s.id, by, comment)
-        return s
+        self._refresh_hold_end()
+        self._restore_point()
+        return out
+
+    def _restore_point(self) -> None:
+        """An engine snapshot right after a hold changed, so that a crash never replays stored
+        readings across the change (calibration gas evaluated after all, or a removed sensor's
+        levels back). The copy is taken now; it is written off the event loop after any write
+        in progress (synchronously when there is no loop). A crash within the write itself can
+        still replay across the change: docs/lifecycle.md."""
+        snap, n = self._capture_engine()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._persist(snap)
+            self._drop_logged(n)
+            return
+        prev = self._snap_task
+
+        async def write() -> None:
+            if prev is not None and not prev.done():
+                with contextlib.suppress(Exception):
+                    await prev
+            try:
+                await asyncio.to_thread(self._persist, snap)
+                self._drop_logged(n)
+            except Exception:
+                log.exception("engine snapshot after a hold change failed; the previous restore point stays")
+
+        self._snap_task = loop.create_task(write(), name="snapshot")
 
     def remove_sensor(self, enterprise_id: str, sensor_id: str, by: str, reason: str) -> Sensor:
         """Decommission: the sensor keeps its row (and stored readings) but is no longer
@@ -324,6 +364,7 @@ class Service:
         it. Registering it again reinstates it. ``SensorStateError`` if already removed."""
         now = self.clock()
         s = self._sensor(enterprise_id, sensor_id)
+        by, reason = _text("by", by), _text("reason", reason)
         if s.out_of_service is not None and s.out_of_service.removed:
             raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} is already removed")
         s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(now, None, by, reason))
@@ -339,6 +380,7 @@ class Service:
         changes += self.book.apply_sensor(s, R_REMOVED, Level.NONE, now, now)
         self.publish(changes)
         self._refresh_hold_end()
+        self._restore_point()
         log.info("sensor %s/%s removed by %s: %s", enterprise_id, sensor_id, by, reason)
         return s
 
@@ -346,10 +388,11 @@ class Service:
         """Maintenance holds whose end has come: back in service."""
         if self._hold_end is None or now < self._hold_end:
             return
-        for s in self.registry.held():
-            hold = s.out_of_service
-            if hold is not None and hold.until_ms is not None and hold.until_ms <= now:
-                self._end_hold(s, now, "system", "maintenance period ended")
+        due = [s for s in self.registry.held()
+               if s.out_of_service is not None and s.out_of_service.until_ms is not None
+               and s.out_of_service.until_ms <= now]
+        if due:
+            self._end_holds(due, now, "system", "maintenance period ended")
         self._refresh_hold_end()
 
     def _refresh_hold_end(self) -> None:
@@ -358,10 +401,15 @@ class Service:
         self._hold_end = min(ends) if ends else None
 
     def _reconcile_holds(self) -> None:
-        """At start: the ``out_of_service`` alarms agree with the registry (a crash between
-        saving one and the other leaves them apart)."""
+        """At start: the ``out_of_service`` alarms agree with the registry, and removed sensors
+        hold no level (a crash between saving one and the other leaves them apart)."""
         now = self.clock()
         changes: list[Change] = []
+        gone = np.array([s.row for s in self.registry.held()
+                         if s.out_of_service is not None and s.out_of_service.removed], np.int32)
+        if len(gone) and self.engine.levels()[gone].any():
+            tr = self.engine.clear_rows(gone, now)
+            changes += self.book.apply(tr, now) if len(tr) else []
         held = {s.key for s in self.registry.held() if s.out_of_service is not None and not s.out_of_service.removed}
         for key in held:
             s = self.registry.sensor(*key)

@@ -66,11 +66,13 @@ async def add_sensors(body: SensorIn | list[SensorIn], svc: ServiceDep) -> list[
     return [_to_json(s) for s in out]
 
 
-def _state_call(fn: Any, *args: Any) -> dict[str, Any]:
+def _state_call(svc: Any, enterprise_id: str, sensor_id: str, fn: Any, *args: Any) -> dict[str, Any]:
+    """404 for an unknown sensor, 409 for a state the action does not fit, 422 (the app's
+    ValueError handler) for a blank name or reason or a duration out of range."""
+    if svc.registry.sensor(enterprise_id, sensor_id) is None:
+        raise HTTPException(404, f"sensor {enterprise_id}/{sensor_id} is not registered")
     try:
-        return _to_json(fn(*args))
-    except KeyError as exc:
-        raise HTTPException(404, str(exc.args[0])) from None
+        return _to_json(fn(enterprise_id, sensor_id, *args))
     except SensorStateError as exc:
         raise HTTPException(409, str(exc)) from None
 
@@ -81,17 +83,17 @@ async def out_of_service(enterprise_id: str, sensor_id: str, body: OutOfServiceI
     freeze, and a blue ``out_of_service`` alarm names who and why until it ends (by itself,
     or ``in-service``). Again while held: moves the end. 409 if the sensor was removed."""
     until = svc.clock() + int(body.duration_s * 1000)
-    return _state_call(svc.take_out_of_service, enterprise_id, sensor_id, body.by, body.reason, until)
+    return _state_call(svc, enterprise_id, sensor_id, svc.take_out_of_service, body.by, body.reason, until)
 
 
 @router.post("/{enterprise_id}/{sensor_id}/in-service")
 async def in_service(enterprise_id: str, sensor_id: str, body: ActionIn, svc: ServiceDep) -> dict[str, Any]:
     """End maintenance now (deadman and flatline timers restart); 409 unless in maintenance."""
-    return _state_call(svc.return_to_service, enterprise_id, sensor_id, body.by, body.comment)
+    return _state_call(svc, enterprise_id, sensor_id, svc.return_to_service, body.by, body.comment)
 
 
 @router.post("/{enterprise_id}/{sensor_id}/remove")
 async def remove(enterprise_id: str, sensor_id: str, body: RemoveIn, svc: ServiceDep) -> dict[str, Any]:
     """Decommission: no longer evaluated or expected to report; its alarms clear, a cleared
     blue ``removed`` alarm records who and why. Registering it again reinstates it."""
-    return _state_call(svc.remove_sensor, enterprise_id, sensor_id, body.by, body.reason)
+    return _state_call(svc, enterprise_id, sensor_id, svc.remove_sensor, body.by, body.reason)

@@ -90,3 +90,32 @@ def test_clear_rows_drops_every_level_and_moves_or_clears_the_area_vote(kernel: 
     eng.resume(np.array([1], np.int32), T0 + 4000)
     tr = feed(eng, 1, T0 + 5000, 55.0)
     assert sorted(of_rule(eng, tr, "area_vote")) == [(1, "none", "red")]
+
+
+def test_resume_voids_a_delay_that_was_pending_before_the_hold(kernel: bool) -> None:
+    sensors = [sensor("GT-1", "gas.combustible", interval_s=60.0)]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, 0, T0, 55.0)  # stage 2: orange now, red if held 60 s
+    _hold(eng, sensors, [0])
+    assert len(eng.tick(T0 + 30_000)) == 0
+    back = T0 + 3_600_000
+    _hold(eng, sensors, [0], None)
+    eng.resume(np.array([0], np.int32), back)
+    assert of_rule(eng, eng.tick(back + 1000), "high") == []  # not red from a reading an hour old
+    feed(eng, 0, back + 2000, 55.0)
+    assert of_rule(eng, eng.tick(back + 63_000), "high") == [(0, "orange", "red")]  # held again: red
+
+
+def test_cross_sensor_rules_do_not_raise_or_clear_on_a_held_row(kernel: bool) -> None:
+    sensors = [sensor("TT-1", "dust.hopper_temperature"), sensor("SP-1", "dust.spark"),
+               sensor("GT-1", "gas.combustible", device="GW2")]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, [0, 2], [T0, T0], [75.0, 2.0])
+    eng.tick(T0 + 20_000)  # GT-1 silent for 4 x 5 s: deadman blue
+    assert eng.level(2, "deadman") is Level.BLUE
+    _hold(eng, sensors, [0, 2])
+    tr = feed(eng, 1, T0 + 21_000, 2.0)  # sparks next to the hot, held hopper: no compound red on it
+    assert of_rule(eng, tr, "compound") == []
+    tr = eng.gateway_status("E1", "GW2", False, T0 + 22_000)  # its gateway goes offline: still frozen
+    assert of_rule(eng, tr, "deadman") == []
+    assert eng.level(2, "deadman") is Level.BLUE

@@ -191,6 +191,9 @@ kind = "gas.combustible"
                               {"by": "Li Wei", "reason": "calibration", "duration_s": 3600})
         assert code == 404
         assert "E1/GT-9" in _detail(body)
+        code, body = svc.post(base + "/out-of-service", {"by": "  ", "reason": "calibration", "duration_s": 3600})
+        assert code == 422
+        assert _detail(body).startswith("by:")
         code, body = svc.post(base + "/in-service", {"by": "Li Wei", "comment": "done"})
         assert code == 409
         assert "in service" in _detail(body)
@@ -213,6 +216,9 @@ kind = "gas.combustible"
         _publish(broker, "plants/E1/GW1/telemetry", json.dumps({"sensor": "GT-1", "ts": now + 1000, "value": 55.0}))
         wait_for(lambda: any(a["rule"] == "high" for a in svc.get("/api/v1/alarms")), 10.0, "the high alarm")
 
+        code, body = svc.post(base + "/remove", {"by": "Li Wei", "reason": " "})
+        assert code == 422
+        assert _detail(body).startswith("reason:")
         code, body = svc.post(base + "/remove", {"by": "Li Wei", "reason": "reactor dismantled"})
         assert code == 200
         assert body["out_of_service"]["until_ms"] is None

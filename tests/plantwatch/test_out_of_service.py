@@ -5,6 +5,7 @@ registering it again brings it back."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -109,9 +110,9 @@ async def test_maintenance_requests_that_do_not_fit_are_refused(tmp_path: Path) 
     try:
         with pytest.raises(KeyError, match="E1/GT-9"):
             svc.take_out_of_service("E1", "GT-9", "Li Wei", "calibration", T0 + HOUR_MS)
-        with pytest.raises(ValueError, match="until_ms"):
+        with pytest.raises(ValueError, match="duration"):
             svc.take_out_of_service("E1", "GT-1", "Li Wei", "calibration", T0)
-        with pytest.raises(ValueError, match="until_ms"):
+        with pytest.raises(ValueError, match="duration"):
             svc.take_out_of_service("E1", "GT-1", "Li Wei", "calibration", T0 + MAX_OUT_OF_SERVICE_MS + 1)
         with pytest.raises(SensorStateError, match="in service"):
             svc.return_to_service("E1", "GT-1", "Li Wei", "done")
@@ -215,5 +216,88 @@ async def test_holds_survive_restarts_and_one_that_ended_meanwhile_ends_at_the_f
         svc.tick(clock.now)
         assert svc.book.get(_open(svc, "GT-1")["out_of_service"].id).status is AlarmStatus.CLEARED  # type: ignore
         assert [s.id for s in svc.registry.held()] == ["GT-2"]
+    finally:
+        await svc.stop()
+
+
+async def test_blank_names_and_reasons_are_refused_before_anything_changes(tmp_path: Path) -> None:
+    svc = _service(tmp_path, FakeClock(T0))
+    try:
+        with pytest.raises(ValueError, match="by: required"):
+            svc.take_out_of_service("E1", "GT-1", "  ", "calibration", T0 + HOUR_MS)
+        with pytest.raises(ValueError, match="reason: required"):
+            svc.remove_sensor("E1", "GT-1", "Li Wei", " \t")
+        assert svc.registry.held() == []
+        assert svc.book.open_alarms() == []
+        svc.take_out_of_service("E1", "GT-1", "Li Wei", "calibration", T0 + HOUR_MS)
+        with pytest.raises(ValueError, match="comment: required"):
+            svc.return_to_service("E1", "GT-1", "Li Wei", "")
+        assert [s.id for s in svc.registry.held()] == ["GT-1"]
+    finally:
+        await svc.stop()
+
+
+def _messages(svc_clock: FakeClock, values: dict[str, float]) -> list[tuple[str, bytes, int]]:
+    now = svc_clock()
+    readings = [{"sensor": s, "ts": now, "value": v} for s, v in values.items()]
+    return [("plants/E1/GW1/telemetry", json.dumps({"readings": readings}).encode(), now)]
+
+
+def _abandon(svc: Service) -> None:
+    """What a kill -9 leaves: no stop(), no final snapshot."""
+    svc.pipeline.close()
+    svc.readings.close()
+    svc.alarms.close()
+
+
+async def test_a_crash_after_a_hold_change_does_not_replay_readings_across_it(tmp_path: Path) -> None:
+    """Readings are stored and replayed after a crash; the calibration gas a held sensor sent
+    must not be evaluated at that replay, and a removal must not come undone."""
+    clock = FakeClock(T0)
+    cfg = tmp_path / "plantwatch.toml"
+    cfg.write_text(CONFIG)
+    settings = Settings(data_dir=tmp_path / "data", config=cfg, store_writer="inline")
+    svc = Service(settings, clock=clock)
+    svc.pipeline.process(_messages(clock, {"GT-1": 2.0, "GT-2": 55.0}))
+    svc.snapshot_engine()  # the last periodic restore point
+    svc.take_out_of_service("E1", "GT-1", "Li Wei", "calibration", T0 + HOUR_MS)
+    for _ in range(3):  # calibration gas, stored
+        clock.advance(10_000)
+        svc.pipeline.process(_messages(clock, {"GT-1": 60.0, "GT-2": 55.0}))
+    clock.advance(10_000)
+    svc.return_to_service("E1", "GT-1", "Li Wei", "calibrated")
+    svc.remove_sensor("E1", "GT-2", "Li Wei", "dismantled")
+    assert svc._snap_task is not None
+    await svc._snap_task  # the restore point of the last change is written
+    clock.advance(10_000)
+    svc.pipeline.process(_messages(clock, {"GT-2": 70.0}))  # after it, and replayed: not evaluated
+    assert svc.engine.levels()[:2].max() == 0
+    _abandon(svc)
+
+    clock.advance(60_000)
+    svc = Service(settings, clock=clock)
+    try:
+        assert svc.engine.level(0, "high") is Level.NONE  # the calibration gas is not evaluated at the replay
+        assert svc.engine.levels()[1].max() == 0  # GT-2 stays removed, its levels with it
+        assert not [a for a in svc.book.open_alarms() if a.rule == "high" and a.status is AlarmStatus.ACTIVE]
+    finally:
+        await svc.stop()
+
+
+async def test_a_hold_that_ended_during_downtime_restarts_the_deadman_from_its_first_tick(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    svc = _service(tmp_path, clock)
+    _reading(svc, "GT-1", T0, 2.0)
+    svc.take_out_of_service("E1", "GT-1", "Li Wei", "calibration", T0 + HOUR_MS)
+    await svc.stop()
+    clock.advance(3 * HOUR_MS)  # down for three hours; the hold ended meanwhile
+    svc = _service(tmp_path, clock)
+    try:
+        svc.tick(clock.now)
+        assert svc.registry.held() == []
+        svc.tick(clock.advance(25_000))
+        assert "deadman" not in _open(svc, "GT-1")
+        svc.tick(clock.advance(10_000))  # 3 x 10 s after the return: no more grace than that
+        assert _open(svc, "GT-1")["deadman"].level is Level.BLUE
     finally:
         await svc.stop()
