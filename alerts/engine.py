@@ -1050,6 +1050,14 @@ class AlarmEngine:
         return out.build()
 
     # -- out of service ------------------------------------------------------------------
+    def set_out_of_service(self, rows: I32, off: bool) -> None:
+        """Mark ``rows`` out of service (maintenance or removed) or back in, without a recompile
+        (what :meth:`sync` would compile from the registry's holds)."""
+        r = np.asarray(rows, np.intp)
+        self._cfg.off[r] = off
+        self._n_off = int(np.count_nonzero(self._cfg.off))
+        self._rebuild_areas()
+
     def resume(self, rows: I32, now_ms: int) -> None:
         """Rows back in service at ``now_ms`` (after :meth:`sync` has compiled them in): their
         deadman and flatline timers restart from ``now_ms`` (time out of service is neither

@@ -304,14 +304,15 @@ class Registry:
 
     def set_out_of_service(self, enterprise_id: str, sensor_id: str, hold: OutOfService | None) -> Sensor:
         """Put a registered sensor out of service (``hold``) or back in (None); ``KeyError``
-        if it is not registered."""
+        if it is not registered. The configuration is unchanged, so ``version`` is not bumped
+        (a recompile of the fleet costs seconds at 100k sensors): the caller tells the alarm
+        engine (``AlarmEngine.set_out_of_service``)."""
         with self._lock:
             row = self.row_of(enterprise_id, sensor_id)
             if row < 0:
                 raise KeyError(f"sensor {enterprise_id}/{sensor_id} is not registered")
             s = replace(self.sensors[row], out_of_service=hold)
             self.sensors[row] = s
-            self.version += 1
             return s
 
     def held(self) -> list[Sensor]:

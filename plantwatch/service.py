@@ -289,6 +289,7 @@ class Service:
         s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(since, until_ms, by, reason))
         self._save_registry()
         self._sync_engine()
+        self.engine.set_out_of_service(np.array([s.row], np.int32), True)
         changes = self.book.apply_sensor(s, R_OOS, Level.BLUE, now, now)
         a = self.book.open_for(enterprise_id, sensor_id, R_OOS)
         if a is not None:
@@ -317,7 +318,9 @@ class Service:
         out = [self.registry.set_out_of_service(s.enterprise_id, s.id, None) for s in sensors]
         self._save_registry()
         self._sync_engine()
-        self.engine.resume(np.array([s.row for s in out], np.int32), now)
+        rows = np.array([s.row for s in out], np.int32)
+        self.engine.set_out_of_service(rows, False)
+        self.engine.resume(rows, now)
         changes = []
         for s in out:
             a = self.book.open_for(s.enterprise_id, s.id, R_OOS)
@@ -370,6 +373,7 @@ class Service:
         s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(now, None, by, reason))
         self._save_registry()
         self._sync_engine()
+        self.engine.set_out_of_service(np.array([s.row], np.int32), True)
         tr = self.engine.clear_rows(np.array([s.row], np.int32), now)
         changes = self.book.apply(tr, now) if len(tr) else []
         changes += self.book.apply_sensor(s, R_OOS, Level.NONE, now, now)

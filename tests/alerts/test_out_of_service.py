@@ -119,3 +119,21 @@ def test_cross_sensor_rules_do_not_raise_or_clear_on_a_held_row(kernel: bool) ->
     tr = eng.gateway_status("E1", "GW2", False, T0 + 22_000)  # its gateway goes offline: still frozen
     assert of_rule(eng, tr, "deadman") == []
     assert eng.level(2, "deadman") is Level.BLUE
+
+
+def test_set_out_of_service_equals_a_recompile_from_the_registry(kernel: bool) -> None:
+    def build() -> tuple[AlarmEngine, list[Sensor]]:
+        sensors = [sensor("TT-1", "dust.hopper_temperature"), sensor("SP-1", "dust.spark"),
+                   sensor("GT-1", "gas.combustible"), sensor("GT-2", "gas.combustible")]
+        return make_engine(sensors, kernel=kernel), sensors
+
+    (a, sa), (b, _) = build(), build()
+    stream = [([0, 2, 3], [50.0, 30.0, 55.0]), ([1, 2, 3], [2.0, 55.0, 55.0]), ([0, 1, 3], [80.0, 3.0, 10.0])]
+    for i, (rows, vals) in enumerate(stream):
+        ts = [T0 + i * 1000] * len(rows)
+        if i == 1:
+            _hold(a, sa, [0, 2])
+            b.set_out_of_service(np.array([0, 2], np.int32), True)
+        assert events(a, feed(a, rows, ts, vals)) == events(b, feed(b, rows, ts, vals))
+        assert events(a, a.tick(T0 + i * 1000 + 500)) == events(b, b.tick(T0 + i * 1000 + 500))
+    np.testing.assert_array_equal(a.levels(), b.levels())
