@@ -187,3 +187,53 @@ def test_residual_current_flat_for_a_day_is_a_dead_sensor() -> None:
         feed(e, 0, T0 + k * 600 * S, 42.0)
     assert e.level(0, "flatline") == Level.NONE
     assert of_rule(e, feed(e, 0, T0 + 24 * 3600 * S, 42.0), "flatline") == [(0, "none", "orange")]
+
+
+def test_compiling_with_reused_rows_equals_compiling_every_row() -> None:
+    """Sensors with equal settings copy one compiled row; every field must come out as if
+    each row had been compiled on its own, across kinds, overrides, params, capacities and
+    identities (devices, areas, holds)."""
+    import random
+    from dataclasses import fields
+
+    from alerts.compile import LadderArrays
+    from plantwatch.registry import Enterprise, OutOfService
+
+    rnd = random.Random(3)
+    kinds = ["gas.combustible", "gas.toxic", "gas.oxygen", "dust.hopper_temperature", "dust.pressure_diff",
+             "dust.spark", "dust.water_level", "power.active_power", "power.feeder_current",
+             "power.residual_current", "dust.air_velocity", "dust.isolation_valve"]
+    ents = {"E1": Enterprise(id="E1", capacity_kw=800.0), "E2": Enterprise(id="E2"),
+            "E3": Enterprise(id="E3", capacity_kw=1200.0)}
+    sensors = []
+    for i in range(600):
+        k = rnd.choice(kinds)
+        params: dict[str, object] = {}
+        if k == "dust.pressure_diff":
+            params["baseline"] = rnd.choice([800.0, 1000.0])
+        if k == "dust.water_level":
+            params["low_limit"] = 1.0
+        if k == "gas.toxic":
+            params["oel_ppm"] = rnd.choice([7.0, 17.0])
+        if k == "power.feeder_current":
+            params["critical"] = rnd.random() < 0.5
+        if rnd.random() < 0.2:
+            params["delay_on_s"] = {"yellow": rnd.choice([5.0, 10.0])}
+        thresholds = {"yellow": 20.0} if k == "gas.combustible" and rnd.random() < 0.3 else {}
+        s = sensor(f"S{i}", k, ent=rnd.choice(list(ents)), device=f"GW{i % 7}", area=rnd.choice(["A", "B", ""]),
+                   interval_s=rnd.choice([5.0, 10.0]), thresholds=thresholds, **params)
+        if rnd.random() < 0.05:
+            s.out_of_service = OutOfService(0, None, "t", "removed")
+        s.row = i
+        sensors.append(s)
+    a = compile_config(sensors, ents)
+    b = compile_config(sensors, ents, reuse=False)
+    for f in fields(a):
+        va, vb = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(va, LadderArrays):
+            for part in ("thr", "clr", "don_ms", "doff_ms"):
+                np.testing.assert_array_equal(getattr(va, part), getattr(vb, part), err_msg=f"{f.name}.{part}")
+        elif isinstance(va, np.ndarray):
+            np.testing.assert_array_equal(va, vb, err_msg=f.name)
+        else:
+            assert va == vb, f.name
