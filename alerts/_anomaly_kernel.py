@@ -67,11 +67,11 @@ def tail_values(z, coef, z0, inv_h, out):  # type: ignore[no-untyped-def]  # pra
 def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ignore[no-untyped-def]  # pragma: no cover
                 n_, mean_, scale_, spread_, short_, mu_u_, var_u_, head_, env_hi_, env_lo_, ref_,
                 sum_old_, sumsq_old_, sum_rec_, fired_, ring, s_mean, s_dev, s_cnt,
-                t0_, tod_short_, tod_mu_, tod_var_, tod_cnt,
+                t0_, tod_short_, tod_mu_, tod_var_, tod_n_, tod_cnt,
                 alpha_mean, alpha_scale, alpha_short, alpha_long, w, warmup, tail_digits, novelty_z,
                 envelope_decay, robust_clip, min_sd, max_z, scale_floor, season, season_ms, season_alpha,
                 season_c, season_lo, season_min, tod, tod_bins, tod_alpha, tod_digits, tod_gate,
-                tod_min_sd, t0_unset, fire_level, refractory):
+                tod_min_sd, tod_min_learn, t0_unset, fire_level, refractory):
     big = ring.shape[1]
     nbk = s_mean.shape[1]
     nrows = rows.shape[0]
@@ -144,7 +144,8 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         width = max(hi, x) - lo_b
         band = 0
         if width > 0:
-            band = min(max(int(tod_bins * (x - lo_b) / width), 0), tod_bins - 1)  # x >= lo_b: int() floors
+            f = tod_bins * (x - lo_b) / width  # >= 0 (x >= lo_b); inf near the float limit, NaN never
+            band = tod_bins - 1 if f >= tod_bins - 1 else int(f)
         key = band * nbk + b
         visits = tod_cnt[r, key]
         t_short = (1 - tod_alpha) * tod_short_[r] + tod_alpha / (1.0 + visits)
@@ -153,15 +154,18 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         t0 = t0_[r]
         if t0 == t0_unset:
             t0 = ts
+        t_n = tod_n_[r]
         zt_tod[i] = np.nan
-        if tod and t_short >= tod_gate and ts - t0 >= 2 * season_span:
+        if tod and t_short >= tod_gate and ts - t0 >= 2 * season_span and t_n >= tod_min_learn:
             zt_tod[i] = (t_short - t_mu) / max(math.sqrt(t_var), tod_min_sd)
         tod_cnt[r, key] = min(visits + 1, 255)
         tod_short_[r] = t_short
         if ts - t0 >= season_span:
             d_t = t_short - t_mu
-            tod_mu_[r] = t_mu + alpha_long * d_t
-            tod_var_[r] = (1 - alpha_long) * (t_var + alpha_long * d_t * d_t)
+            a_t = max(alpha_long, 1.0 / (t_n + 1.0))
+            tod_mu_[r] = t_mu + a_t * d_t
+            tod_var_[r] = (1 - a_t) * (t_var + a_t * d_t * d_t)
+            tod_n_[r] = t_n + 1
         t0_[r] = t0
         # 5. refractory
         refr[i] = -1.0

@@ -26,9 +26,11 @@ sensors in the call (all numpy, no per-sensor Python loop):
    incident).
 4b. Time-of-day novelty (``tod``): the value's band (``tod_bins`` bands across the envelope)
    in this time-of-day bucket gets novelty ``1 / (1 + visits)``; its short EW average is
-   compared, like ``short``, with its own long-run mean and spread (learnt once a full day
-   is known) and scores ``0.5`` at a tail of ``10**-tod_digits``, only while the average is
-   at least ``tod_gate`` (a run of novel bands, not one) and after two days of history. It
+   compared with its own long-run mean and spread (learnt, at rates starting at 1/count, on
+   samples at least a day after the sensor's first) and scores ``0.5`` at a tail of
+   ``10**-tod_digits``, only while the average is at least ``tod_gate`` (a run of novel
+   bands, not one), two days after the first sample and once ``tod_min_learn`` samples are
+   learnt (a sensor silent for days after a few hours of data has learnt nothing). It
    catches what every residual test misses: a value ordinary in itself but not at this hour
    (a plant that did not start, a night at day load, a daily peak that did not come). The
    score is the larger of the two, not damped by step 4.
@@ -41,8 +43,8 @@ at one sample a minute that is under 0.1 fires per sensor-day, with scores >= 0.
 engine grades blue) rarer still. Faster sensors see proportionally more samples a day.
 
 A row's score depends only on that row and earlier ones: it is computed before the sample
-is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1872 bytes with the
-defaults (a 128-value ring, 3 x 24 seasonal cells and 19 scalars, 8 bytes each, and 5 x 24
+is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1880 bytes with the
+defaults (a 128-value ring, 3 x 24 seasonal cells and 20 scalars, 8 bytes each, and 5 x 24
 one-byte visit counts).
 """
 
@@ -93,6 +95,7 @@ class AnomalyParams:
     tod_gate: float = 0.2  # and only while that average is at least this (a run of novel bands, not one)
     # it learns the novelty's long-run statistics after one season (day) of history and scores after two
     tod_min_sd: float = 1e-3  # floor of the novelty average's long-run standard deviation
+    tod_min_learn: int = 100  # samples its long-run statistics must have learnt before it scores
     fire_level: float = 0.5  # a score at or above this starts the refractory period
     refractory: int = 150  # samples over which scores ramp back from 0 to 1 after a fire
 
@@ -107,8 +110,10 @@ class AnomalyParams:
             raise ValueError("AnomalyParams: need tail_digits > 0, refractory >= 0, warmup >= 0")
         if self.season_ms <= 0 or self.season_buckets < 1 or not 0.0 <= self.season_lo <= 1.0:
             raise ValueError("AnomalyParams: need season_ms > 0, season_buckets >= 1, 0 <= season_lo <= 1")
-        if self.tod_bins < 1 or not 0.0 < self.tod_alpha <= 1.0 or self.tod_digits <= 0 or self.tod_min_sd <= 0:
-            raise ValueError("AnomalyParams: need tod_bins >= 1, 0 < tod_alpha <= 1, tod_digits > 0, tod_min_sd > 0")
+        if (self.tod_bins < 1 or not 0.0 < self.tod_alpha <= 1.0 or self.tod_digits <= 0 or self.tod_min_sd <= 0
+                or self.tod_min_learn < 0):
+            raise ValueError("AnomalyParams: need tod_bins >= 1, 0 < tod_alpha <= 1, tod_digits > 0, tod_min_sd > 0, "
+                             "tod_min_learn >= 0")
 
 
 _LN10 = math.log(10.0)
@@ -190,10 +195,11 @@ _STATE1 = (
     ("tod_short", np.float64, 0.0),  # short EW average of the time-of-day novelty
     ("tod_mu", np.float64, 0.0),  # its long-run mean
     ("tod_var", np.float64, 0.0),  # and variance
+    ("tod_n", np.int64, 0),  # samples those have learnt
 )
 _STATE2 = ("ring", "s_mean", "s_dev", "s_cnt")
 _STATE3 = ("tod_cnt",)  # uint8 (rows, tod_bins x season_buckets): visits per value band and bucket, saturating
-_NEW_STATE = ("t0", "tod_short", "tod_mu", "tod_var", "tod_cnt")  # absent from snapshots of older versions
+_NEW_STATE = ("t0", "tod_short", "tod_mu", "tod_var", "tod_n", "tod_cnt")  # absent from snapshots of older versions
 _STATE_NAMES = tuple(s[0] for s in _STATE1) + _STATE2 + _STATE3
 
 
@@ -217,7 +223,7 @@ class AnomalyScorer:
             self._score_learn_compiled(np.zeros(0, np.intp), np.zeros(0), np.zeros(0, np.int64))
 
     # State layout: the scalars of a row sit side by side in one record (a structured array,
-    # 120 bytes), and the three seasonal values of a bucket side by side too, so scoring a
+    # 160 bytes), and the three seasonal values of a bucket side by side too, so scoring a
     # sensor touches ~5 cache lines instead of ~20 when rows arrive in random order. The
     # named attributes (``self.mean``, ``self.s_dev``, ...) are strided views into them.
     n: I64
@@ -239,6 +245,7 @@ class AnomalyScorer:
     tod_short: F64
     tod_mu: F64
     tod_var: F64
+    tod_n: I64
     tod_cnt: npt.NDArray[np.uint8]
     ring: F64
     s_mean: F64
@@ -338,13 +345,14 @@ class AnomalyScorer:
         score_learn(r, x, ts, out, _tail_coef(), TAIL_Z0, 1.0 / TAIL_H, self.n, self.mean, self.scale, self.spread,
                     self.short, self.mu_u, self.var_u, self.head, self.env_hi, self.env_lo, self.ref, self.sum_old,
                     self.sumsq_old, self.sum_rec, self.fired, self.ring, self.s_mean, self.s_dev, self.s_cnt,
-                    self.t0, self.tod_short, self.tod_mu, self.tod_var, self.tod_cnt,
+                    self.t0, self.tod_short, self.tod_mu, self.tod_var, self.tod_n, self.tod_cnt,
                     float(p.alpha_mean), float(p.alpha_scale), float(p.alpha_short), float(p.alpha_long),
                     int(p.level_window), int(p.warmup), float(p.tail_digits), float(p.novelty_z),
                     float(p.envelope_decay), float(p.robust_clip), float(p.min_sd), float(p.max_z),
                     float(p.scale_floor), bool(p.season), int(p.season_ms), float(p.season_alpha),
                     float(p.season_c), float(p.season_lo), float(p.season_min), bool(p.tod), int(p.tod_bins),
-                    float(p.tod_alpha), float(p.tod_digits), float(p.tod_gate), float(p.tod_min_sd), T0_UNSET,
+                    float(p.tod_alpha), float(p.tod_digits), float(p.tod_gate), float(p.tod_min_sd),
+                    int(p.tod_min_learn), T0_UNSET,
                     float(p.fire_level), int(p.refractory))
         return out
 
@@ -390,7 +398,6 @@ class AnomalyScorer:
         if p.novelty_z > 0:
             z_ext = np.maximum(np.maximum(x - hi, lo - x), 0.0) / np.maximum(spread, floor)
             score = np.maximum(score, np.clip(0.5 * z_ext / p.novelty_z, 0.0, 1.0))
-        score = np.where(n < p.warmup, 0.0, score)
 
         # 4. seasonal damping
         bucket = ((ts // p.season_ms) % p.season_buckets).astype(np.intp)
@@ -407,16 +414,19 @@ class AnomalyScorer:
         lo_b, hi_b = np.minimum(lo, x), np.maximum(hi, x)
         width = hi_b - lo_b
         band = np.where(width > 0, np.floor(p.tod_bins * (x - lo_b) / np.where(width > 0, width, 1.0)), 0.0)
-        key = (np.clip(band, 0, p.tod_bins - 1).astype(np.intp) * p.season_buckets + bucket)
+        band = np.clip(np.nan_to_num(band, nan=0.0, posinf=p.tod_bins - 1.0), 0, p.tod_bins - 1)
+        key = band.astype(np.intp) * p.season_buckets + bucket
         visits = self.tod_cnt[r, key]
         t_short = (1 - p.tod_alpha) * self.tod_short[r] + p.tod_alpha / (1.0 + visits)
         t_mu = self.tod_mu[r]
         t0 = np.where(self.t0[r] == T0_UNSET, ts, self.t0[r])
         if p.tod:
             t_sd = np.maximum(np.sqrt(self.tod_var[r]), p.tod_min_sd)
-            on = (t_short >= p.tod_gate) & (ts - t0 >= 2 * p.season_buckets * p.season_ms)
+            on = ((t_short >= p.tod_gate) & (ts - t0 >= 2 * p.season_buckets * p.season_ms)
+                  & (self.tod_n[r] >= p.tod_min_learn))
             s_tod = np.clip(-log10_gauss_tail((t_short - t_mu) / t_sd) / (2.0 * p.tod_digits), 0.0, 1.0)
             score = np.maximum(score, np.where(on, s_tod, 0.0))
+        score = np.where(n < p.warmup, 0.0, score)
 
         # 5. refractory ramp after a fire
         if p.refractory > 0:
@@ -454,10 +464,13 @@ class AnomalyScorer:
         d_t = t_short - t_mu
         # its long-run statistics are learnt once a full season is known (the first visit of every
         # bucket is not news, and would inflate the spread for days)
+        # (rates start at 1/count, like the main score's, so a few samples give a usable spread)
         known = ts - t0 >= p.season_buckets * p.season_ms
-        self.tod_mu[r] = np.where(known, t_mu + p.alpha_long * d_t, t_mu)
-        self.tod_var[r] = np.where(known, (1 - p.alpha_long) * (self.tod_var[r] + p.alpha_long * d_t * d_t),
-                                   self.tod_var[r])
+        t_n = self.tod_n[r]
+        a_t = np.maximum(p.alpha_long, 1.0 / (t_n + 1.0))
+        self.tod_mu[r] = np.where(known, t_mu + a_t * d_t, t_mu)
+        self.tod_var[r] = np.where(known, (1 - a_t) * (self.tod_var[r] + a_t * d_t * d_t), self.tod_var[r])
+        self.tod_n[r] = np.where(known, t_n + 1, t_n)
         self.t0[r] = t0
         self.n[r] = n + 1
         return np.asarray(score, dtype=np.float64)

@@ -280,20 +280,50 @@ def test_a_value_unusual_for_its_time_of_day_fires_where_the_residual_tests_cann
     assert len(first) > 0
     assert first[0] <= 12  # within an hour of 08:00
     assert off[day7].max() < 0.5
-    ref = AnomalyScorer(1, backend="numpy")
-    row = np.zeros(1, np.int32)
-    spec = np.array([ref.score_learn(row, x[i : i + 1], ts[i : i + 1])[0] for i in range(len(x))])
-    np.testing.assert_allclose(on, spec, rtol=1e-9, atol=1e-12)  # the compiled kernel equals the spec
+    np.testing.assert_allclose(on, _numpy_series(x, ts), rtol=1e-9, atol=1e-12)  # the kernel equals the spec
 
 
-def test_time_of_day_novelty_waits_for_a_full_day_of_history() -> None:
-    """One sample a second: the first day visits every hour for the first time, which is not
-    news; white noise then stays quiet on the second day too."""
-    n = 2 * 86_400
+def test_time_of_day_novelty_stays_quiet_on_noise_past_its_two_day_wait() -> None:
+    """One sample every 10 s for three days: the first day visits every hour for the first
+    time, which is not news; white noise then stays quiet once the novelty is scoring too."""
+    n = 3 * 8640
     x = 20.0 + np.random.default_rng(7).normal(0.0, 1.0, n)
-    ts = 1_700_000_000_000 + np.arange(n, dtype=np.int64) * 1000
-    s = score_series(x, ts)
+    ts = 1_700_000_000_000 + np.arange(n, dtype=np.int64) * 10_000
+    sc = AnomalyScorer(1)
+    row = np.zeros(1, np.int32)
+    s = np.array([sc.score_learn(row, x[i : i + 1], ts[i : i + 1])[0] for i in range(n)])
+    assert int(sc.snapshot()["tod_n"][0]) > 2 * 8640 - 10  # it learnt from day 2 on
     assert s[1000:].max() < 0.7  # as on the one-a-minute noise above: nothing near blue (0.9)
+
+
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+def test_time_of_day_novelty_needs_learnt_history_not_only_elapsed_time(backend: str) -> None:
+    """A sensor that reported for five hours, then fell silent for three days (a gateway down
+    over a weekend): back, it is two days past its first sample but its novelty statistics
+    have learnt nothing yet, so the novelty does not score its first samples back."""
+    x = 20.0 + np.random.default_rng(8).normal(0.0, 1.0, 900)
+    ts = 1_700_000_000_000 + np.arange(900, dtype=np.int64) * MIN_MS
+    ts[300:] += 3 * 86_400_000
+    on = score_series(x, ts) if backend == "compiled" else _numpy_series(x, ts)
+    off = score_series(x, ts, tod=False)
+    np.testing.assert_allclose(on[300:400], off[300:400])  # not scoring yet: the same as without it
+    assert (on[300:] - off[300:]).max() < 0.2  # and once it scores, no fire of its own (it was 1.0)
+
+
+def _numpy_series(x: np.ndarray, ts: np.ndarray, **params: Any) -> np.ndarray:
+    ref = AnomalyScorer(1, backend="numpy", **params)
+    row = np.zeros(1, np.int32)
+    return np.array([ref.score_learn(row, x[i : i + 1], ts[i : i + 1])[0] for i in range(len(x))])
+
+
+def test_compiled_equals_numpy_when_days_pass_within_the_warm_up() -> None:
+    """Five samples, three days of silence, then more: the time-of-day state is past its wait
+    while the scorer is still in its 30-sample warm-up (both must score 0 there)."""
+    x = 20.0 + np.random.default_rng(9).normal(0.0, 1.0, 60)
+    x[5:] += 30.0
+    ts = 1_700_000_000_000 + np.arange(60, dtype=np.int64) * MIN_MS
+    ts[5:] += 3 * 86_400_000
+    np.testing.assert_allclose(score_series(x, ts), _numpy_series(x, ts), rtol=1e-9, atol=1e-12)
 
 
 def test_old_snapshots_without_time_of_day_state_restore_with_it_fresh() -> None:
@@ -302,11 +332,14 @@ def test_old_snapshots_without_time_of_day_state_restore_with_it_fresh() -> None
     rows = np.array([0, 1], np.int32)
     for i in range(300):
         sc.score_learn(rows, np.full(2, x[i]), np.full(2, ts[i]))
-    old = {k: v for k, v in sc.snapshot().items() if k not in ("t0", "tod_short", "tod_mu", "tod_var", "tod_cnt")}
+    new_keys = ("t0", "tod_short", "tod_mu", "tod_var", "tod_n", "tod_cnt")
+    old = {k: v for k, v in sc.snapshot().items() if k not in new_keys}
     restored = AnomalyScorer(2)
     restored.restore(old)
     snap = restored.snapshot()
     assert int(snap["n"][0]) == 300
     assert not snap["tod_cnt"].any()
+    for key in ("tod_short", "tod_mu", "tod_var", "tod_n"):
+        assert not snap[key].any(), key
     assert np.isfinite(restored.score_learn(rows, np.full(2, x[300]), np.full(2, ts[300]))).all()
     assert int(restored.snapshot()["t0"][0]) == ts[300]  # the day of history counts from here
