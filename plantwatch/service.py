@@ -259,6 +259,7 @@ class Service:
         if back:  # reinstated: their deadman and flatline timers start now, not at the removal
             self._sync_engine()
             self.engine.resume(np.array([s.row for s in back], np.int32), self.clock())
+            self._restore_point()  # a crash must not replay what they sent while removed
             log.info("reinstated %d removed sensors by registering them again", len(back))
         return out
 
@@ -343,8 +344,11 @@ class Service:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._persist(snap)
-            self._drop_logged(n)
+            try:
+                self._persist(snap)
+                self._drop_logged(n)
+            except Exception:  # the change itself stands; only its restore point is missing
+                log.exception("engine snapshot after a hold change failed; the previous restore point stays")
             return
         prev = self._snap_task
 
