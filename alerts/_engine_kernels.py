@@ -124,17 +124,12 @@ def _write_level(level, ri, rule, new, i, k, out_i, out_prev, out_new):  # type:
 def _write_level_row(level, ri, rule, new, val, ts, k,  # type: ignore[no-untyped-def]
                      out_rows, out_prev, out_new, out_val, out_ts):  # pragma: no cover - compiled
     """As :func:`_write_level` for rules that report rows with their own values and times
-    (compound, vote)."""
-    p = level[ri, rule]
-    if new == p:
-        return k
-    level[ri, rule] = new
-    out_rows[k] = ri
-    out_prev[k] = p
-    out_new[k] = new
-    out_val[k] = val
-    out_ts[k] = ts
-    return k + 1
+    (compound, vote): the entry's position is the row itself."""
+    k2 = _write_level(level, ri, rule, new, ri, k, out_rows, out_prev, out_new)
+    if k2 > k:
+        out_val[k] = val
+        out_ts[k] = ts
+    return k2
 
 
 X_VALUE, X_NEGATED, X_BASELINE, X_SPARKS = 0, 1, 2, 3  # quantity of: overload, low, baseline, high
