@@ -17,6 +17,7 @@ from plantwatch.clock import FakeClock
 from plantwatch.domain import AlarmStatus, Level, TsSource
 from plantwatch.service import MAX_OUT_OF_SERVICE_MS, SensorStateError, Service
 from plantwatch.settings import Settings
+from tests.plantwatch.test_restart_replay import _abandon
 
 T0 = 1_795_459_488_000
 MIN_MS = 60_000
@@ -61,6 +62,16 @@ def _open(svc: Service, sensor_id: str) -> dict[str, Alarm]:
     return {a.rule: a for a in svc.book.open_alarms() if a.sensor_id == sensor_id}
 
 
+def _deadman_three_intervals_on(svc: Service, clock: FakeClock) -> Alarm:
+    """From now, GT-1 (10 s interval) silent: no deadman 25 s on, one 35 s on (3 x 10 s
+    passed); returns it."""
+    svc.tick(clock.advance(25_000))
+    assert "deadman" not in _open(svc, "GT-1")
+    svc.tick(clock.advance(10_000))
+    assert "deadman" in _open(svc, "GT-1")
+    return _open(svc, "GT-1")["deadman"]
+
+
 def _notes(svc: Service, alarm_id: int) -> list[tuple[str | None, str | None]]:
     return [(e.by, e.comment) for e in svc.alarms.alarm_events(alarm_id) if e.type == "note"]
 
@@ -95,10 +106,7 @@ async def test_maintenance_is_on_record_raises_nothing_and_ends_by_itself(tmp_pa
         assert ended is not None
         assert ended.status is AlarmStatus.CLEARED
         assert _notes(svc, oos.id)[-1] == ("system", "back in service: maintenance period ended")
-        svc.tick(clock.advance(25_000))  # deadman counts from the return: 3 x 10 s not yet reached
-        assert "deadman" not in _open(svc, "GT-1")
-        svc.tick(clock.advance(10_000))
-        assert _open(svc, "GT-1")["deadman"].level is Level.BLUE
+        assert _deadman_three_intervals_on(svc, clock).level is Level.BLUE  # counts from the return
         _reading(svc, "GT-1", clock.now, 30.0)
         assert _open(svc, "GT-1")["high"].level is Level.YELLOW  # evaluated again
     finally:
@@ -178,10 +186,7 @@ async def test_removal_clears_the_sensors_alarms_and_registering_it_again_reinst
         (s,) = svc.register_sensors([{"enterprise_id": "E1", "id": "GT-1", "kind": "gas.combustible",
                                       "device_id": "GW1", "interval_s": 10}])
         assert s.out_of_service is None
-        svc.tick(clock.advance(25_000))
-        assert "deadman" not in _open(svc, "GT-1")  # counts from the reinstatement
-        svc.tick(clock.advance(10_000))
-        assert "deadman" in _open(svc, "GT-1")
+        _deadman_three_intervals_on(svc, clock)  # counts from the reinstatement
     finally:
         await svc.stop()
 
@@ -243,13 +248,6 @@ def _messages(svc_clock: FakeClock, values: dict[str, float]) -> list[tuple[str,
     return [("plants/E1/GW1/telemetry", json.dumps({"readings": readings}).encode(), now)]
 
 
-def _abandon(svc: Service) -> None:
-    """What a kill -9 leaves: no stop(), no final snapshot."""
-    svc.pipeline.close()
-    svc.readings.close()
-    svc.alarms.close()
-
-
 async def test_a_crash_after_a_hold_change_does_not_replay_readings_across_it(tmp_path: Path) -> None:
     """Readings are stored and replayed after a crash; the calibration gas a held sensor sent
     must not be evaluated at that replay, and a removal must not come undone."""
@@ -295,9 +293,6 @@ async def test_a_hold_that_ended_during_downtime_restarts_the_deadman_from_its_f
     try:
         svc.tick(clock.now)
         assert svc.registry.held() == []
-        svc.tick(clock.advance(25_000))
-        assert "deadman" not in _open(svc, "GT-1")
-        svc.tick(clock.advance(10_000))  # 3 x 10 s after the return: no more grace than that
-        assert _open(svc, "GT-1")["deadman"].level is Level.BLUE
+        assert _deadman_three_intervals_on(svc, clock).level is Level.BLUE  # no more grace than that
     finally:
         await svc.stop()
