@@ -258,6 +258,10 @@ class AnomalyScorer:
         for name, _, init in _STATE1:
             rec[name] = init
         self._rec = rec
+        # the same records as 2-D float64 / int64 views (every field is 8 bytes): the compiled kernel
+        # reads column ``alerts._anomaly_kernel.C_*`` of either
+        self._rec_f = rec.view(np.float64).reshape(cap, len(_STATE1))
+        self._rec_i = rec.view(np.int64).reshape(cap, len(_STATE1))
         self._season = np.zeros((cap, self.params.season_buckets, 3))
         for name, _, _ in _STATE1:
             setattr(self, name, rec[name])
@@ -342,10 +346,8 @@ class AnomalyScorer:
 
         p = self.params
         out = np.empty(len(r))
-        score_learn(r, x, ts, out, _tail_coef(), TAIL_Z0, 1.0 / TAIL_H, self.n, self.mean, self.scale, self.spread,
-                    self.short, self.mu_u, self.var_u, self.head, self.env_hi, self.env_lo, self.ref, self.sum_old,
-                    self.sumsq_old, self.sum_rec, self.fired, self.ring, self.s_mean, self.s_dev, self.s_cnt,
-                    self.t0, self.tod_short, self.tod_mu, self.tod_var, self.tod_n, self.tod_cnt,
+        score_learn(r, x, ts, out, _tail_coef(), TAIL_Z0, 1.0 / TAIL_H, self._rec_f, self._rec_i, self.ring,
+                    self._season, self.tod_cnt,
                     float(p.alpha_mean), float(p.alpha_scale), float(p.alpha_short), float(p.alpha_long),
                     int(p.level_window), int(p.warmup), float(p.tail_digits), float(p.novelty_z),
                     float(p.envelope_decay), float(p.robust_clip), float(p.min_sd), float(p.max_z),

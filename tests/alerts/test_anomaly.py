@@ -250,6 +250,21 @@ def test_compiled_kernel_equals_the_numpy_specification(seed: int, params: dict[
         np.testing.assert_allclose(sa[key], sb[key], rtol=1e-9, atol=1e-9, err_msg=key)
 
 
+def test_the_kernel_reads_the_state_records_by_the_scorers_column_order() -> None:
+    """The compiled kernel addresses a row's scalars by column of one record: its column list
+    must be the scorer's field order, and every field 8 bytes (float64 and int64 views)."""
+    from alerts._anomaly_kernel import COLUMNS
+    from alerts.anomaly import _STATE1
+
+    assert tuple(name for name, _, _ in _STATE1) == COLUMNS
+    assert all(np.dtype(dt).itemsize == 8 for _, dt, _ in _STATE1)
+    s = AnomalyScorer(3)
+    s.score_learn(np.array([1], np.int32), np.array([5.0]), np.array([1_700_000_000_000], np.int64))
+    assert s.n.tolist() == [0, 1, 0]
+    assert s.mean[1] == 5.0
+    assert s.t0[1] == 1_700_000_000_000
+
+
 def test_unknown_backend_is_refused() -> None:
     with pytest.raises(ValueError, match="backend"):
         AnomalyScorer(1, backend="gpu")
