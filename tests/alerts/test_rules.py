@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from alerts.compile import compile_config
@@ -187,6 +189,20 @@ def test_residual_current_flat_for_a_day_is_a_dead_sensor() -> None:
         feed(e, 0, T0 + k * 600 * S, 42.0)
     assert e.level(0, "flatline") == Level.NONE
     assert of_rule(e, feed(e, 0, T0 + 24 * 3600 * S, 42.0), "flatline") == [(0, "none", "orange")]
+
+
+def test_settings_keys_tell_apart_what_json_tells_apart() -> None:
+    """Rows share a compiled row only when their settings are equal values of equal types
+    (as their JSON would be); key order does not matter; a non-JSON value shares nothing."""
+    from alerts.compile import _settings_key
+
+    def key(**params: Any) -> object:
+        return _settings_key(sensor("S", "power.feeder_current", **params), {})
+
+    assert key(a=1.0, b={"x": [1, 2]}) == key(b={"x": [1, 2]}, a=1.0)
+    assert len({key(critical=True), key(critical=1), key(critical=1.0), key(critical="1"), key()}) == 5
+    assert key(a=[1, 2]) != key(a={"1": 2})
+    assert key(a={1, 2}) is None
 
 
 def test_compiling_with_reused_rows_equals_compiling_every_row() -> None:
