@@ -100,6 +100,26 @@ class Sensor:
         return (self.enterprise_id, self.id)
 
 
+def _copy_json(v: Any) -> Any:
+    """A copy of a JSON-like value (dicts and lists copied, scalars shared)."""
+    if isinstance(v, dict):
+        return {k: _copy_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy_json(x) for x in v]
+    return v
+
+
+def _sensor_mapping(s: Sensor) -> dict[str, Any]:
+    """``asdict(s)`` without ``row``, written out: ``asdict``'s generic deep copy took 4 of the
+    4.5 s a 100k-sensor registry took to save."""
+    hold = s.out_of_service
+    return {"enterprise_id": s.enterprise_id, "id": s.id, "kind": s.kind, "device_id": s.device_id,
+            "area": s.area, "unit": s.unit, "interval_s": s.interval_s, "thresholds": dict(s.thresholds),
+            "params": _copy_json(s.params),
+            "out_of_service": None if hold is None else {"since_ms": hold.since_ms, "until_ms": hold.until_ms,
+                                                          "by": hold.by, "reason": hold.reason}}
+
+
 def _sensor_from_mapping(raw: Mapping[str, Any], where: str) -> Sensor:
     for req in ("enterprise_id", "id", "kind"):
         if not isinstance(raw.get(req), str) or not raw.get(req):
@@ -163,6 +183,9 @@ class Registry:
         self.sensors: list[Sensor] = []  # indexed by row
         self._by_ent: dict[str, dict[str, int]] = {}  # enterprise -> sensor id -> row
         self.version = 0
+        # to_json's encoding of each row, with the Sensor object it encodes: a registered sensor
+        # is replaced on every change, never modified in place, so the same object encodes alike
+        self._encoded: list[tuple[Sensor | None, bytes]] = []
 
     # -- loading ---------------------------------------------------------------------
     @staticmethod
@@ -211,12 +234,27 @@ class Registry:
                 "format": 1,
                 "enterprise": [{**asdict(e), "production_status": str(e.production_status)}
                                for e in self.enterprises.values()],
-                "sensor": [{k: v for k, v in asdict(s).items() if k != "row"} for s in self.sensors],
+                "sensor": [_sensor_mapping(s) for s in self.sensors],
             }
 
     def to_json(self) -> bytes:
-        """:meth:`to_mapping` as JSON (see :meth:`from_json`)."""
-        return json.dumps(self.to_mapping(), ensure_ascii=False).encode()
+        """:meth:`to_mapping` as JSON (see :meth:`from_json`). Each sensor is encoded once and
+        reused until it is replaced: the service saves the registry on every change, and at
+        100k sensors encoding all of them takes ~1 s (measured), reusing them ~0.05 s."""
+        with self._lock:
+            ents = [{**asdict(e), "production_status": str(e.production_status)} for e in self.enterprises.values()]
+            enc = self._encoded
+            for i, s in enumerate(self.sensors):
+                if i < len(enc) and enc[i][0] is s:
+                    continue
+                item = (s, json.dumps(_sensor_mapping(s), ensure_ascii=False).encode())
+                if i < len(enc):
+                    enc[i] = item
+                else:
+                    enc.append(item)
+            del enc[len(self.sensors):]
+            return b"".join((b'{"format": 1, "enterprise": ', json.dumps(ents, ensure_ascii=False).encode(),
+                             b', "sensor": [', b", ".join([e[1] for e in enc]), b"]}"))
 
     def replace_with(self, other: Registry) -> None:
         """Take ``other``'s content in place (holders of this object see the new rows)."""
@@ -274,6 +312,8 @@ class Registry:
                 if sensor.out_of_service is None and hold is not None and not (hold.removed and reinstate):
                     sensor.out_of_service = hold
                 self.sensors[row] = sensor
+                if row < len(self._encoded):  # even when handed the very object it holds, changed
+                    self._encoded[row] = (None, b"")
             sensor.row = row
             self.version += 1
             return sensor

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from plantwatch.domain import KINDS, ProductionStatus
-from plantwatch.registry import Registry, RegistryError
+from plantwatch.registry import Enterprise, OutOfService, Registry, RegistryError
 
 GOOD = """
 [[enterprise]]
@@ -159,3 +161,36 @@ def test_rows_in_looks_up_one_enterprises_sensors_and_follows_replace_with() -> 
     reg.replace_with(other)
     assert reg.rows_in("E2", ["A"]) == [0]
     assert reg.rows_in("E1", ["A"]) == [-1]
+
+
+def test_saving_again_encodes_what_changed_since_and_nothing_stale(tmp_path: Path) -> None:
+    """to_json reuses each sensor's encoding until the sensor is replaced (re-registered, a
+    hold set or ended, even the very object handed in again after a change): every save
+    equals a fresh encoding of the whole registry."""
+    from dataclasses import asdict
+
+    def fresh(reg: Registry) -> dict[str, Any]:
+        return {"format": 1,
+                "enterprise": [{**asdict(e), "production_status": str(e.production_status)}
+                               for e in reg.enterprises.values()],
+                "sensor": [{k: v for k, v in asdict(s).items() if k != "row"} for s in reg.sensors]}
+
+    p = tmp_path / "r.toml"
+    p.write_text(GOOD)
+    reg = Registry.from_toml(p)
+    assert json.loads(reg.to_json()) == fresh(reg)
+    reg.add_sensors([{"enterprise_id": "E1", "id": "NEW", "kind": "dust.spark", "params": {"x": [1, 2]}}])
+    assert json.loads(reg.to_json()) == fresh(reg)
+    first = reg.sensors[0]
+    reg.set_out_of_service(first.enterprise_id, first.id, OutOfService(1, None, "Li", "decommissioned"))
+    reg.add_sensors([{"enterprise_id": "E1", "id": "NEW", "kind": "dust.spark", "params": {"x": [3]}}])
+    assert json.loads(reg.to_json()) == fresh(reg)
+    same = reg.sensors[1]
+    same.thresholds["yellow"] = 33.0  # changed in place, then handed in again
+    reg.upsert_sensor(same)
+    saved = json.loads(reg.to_json())
+    assert saved == fresh(reg)
+    assert saved["sensor"][1]["thresholds"]["yellow"] == 33.0
+    assert saved["sensor"][0]["out_of_service"]["reason"] == "decommissioned"
+    reg.upsert_enterprise(Enterprise(id="E9", name="new"))
+    assert json.loads(reg.to_json()) == fresh(reg)
