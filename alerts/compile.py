@@ -110,7 +110,6 @@ class Compiled:
     ent_ids: list[str]
     dev_keys: list[tuple[str, str]]
     area_keys: list[tuple[str, str]]
-    dev_anchor: I32          # first row of each device (gateway_offline attaches here)
     area_anchor: I32         # first voting row of each area, -1 none (the vote itself is carried
                              # by the first detector at stage 2, see AlarmEngine._vote)
     ent_status: list[str]    # production status per enterprise index
@@ -168,7 +167,7 @@ def _ladder_values(ld: Ladder) -> list[float | None]:
 #: Fields of :class:`Compiled` that are not one entry per row of the sensor's own settings:
 #: counts, key lists, per-enterprise/device/area arrays, the sensor's identity (enterprise,
 #: device, area, hold) and the quiet band (derived from the rest at the end).
-_NOT_SETTINGS = frozenset({"n", "ent", "dev", "area", "off", "ent_ids", "dev_keys", "area_keys", "dev_anchor",
+_NOT_SETTINGS = frozenset({"n", "ent", "dev", "area", "off", "ent_ids", "dev_keys", "area_keys",
                            "area_anchor", "ent_status", "ent_capacity", "q_lo", "q_hi"})
 
 
@@ -233,7 +232,7 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
         spark=np.zeros(n, bool), red_while_running=np.zeros(n, bool), critical=np.zeros(n, bool),
         run_min=np.full(n, np.nan), main_meter=np.zeros(n, bool),
         ent=np.full(n, -1, np.int32), dev=np.full(n, -1, np.int32), area=np.full(n, -1, np.int32),
-        ent_ids=[], dev_keys=[], area_keys=[], dev_anchor=np.zeros(0, np.int32),
+        ent_ids=[], dev_keys=[], area_keys=[],
         area_anchor=np.zeros(0, np.int32), ent_status=[], ent_capacity=np.zeros(0),
         q_lo=np.zeros(n), q_hi=np.zeros(n), off=np.zeros(n, bool),
     )
@@ -245,7 +244,6 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
     c.ent_capacity = np.array([enterprises[e].capacity_kw or np.nan for e in c.ent_ids], dtype=np.float64)
     dev_index: dict[tuple[str, str], int] = {}
     area_index: dict[tuple[str, str], int] = {}
-    dev_anchor: list[int] = []
     first: dict[tuple[Any, ...], int] = {}  # settings key -> the row compiled for it
     src: list[int] = []
     dst: list[int] = []
@@ -267,7 +265,6 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
             if d is None:
                 d = dev_index[dk] = len(c.dev_keys)
                 c.dev_keys.append(dk)
-                dev_anchor.append(i)
             dev_row[i] = d
         if s.area:
             ak = (s.enterprise_id, s.area)
@@ -282,7 +279,6 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
     c.dev[:] = dev_row
     c.area[:] = area_row
     c.off[:] = [s.out_of_service is not None for s in sensors]
-    c.dev_anchor = np.array(dev_anchor, dtype=np.int32)
     # each area's first voting detector (-1: none)
     na = len(c.area_keys)
     voters = np.flatnonzero(c.votes & (c.area >= 0))

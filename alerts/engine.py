@@ -217,6 +217,17 @@ class AlarmEngine:
                 if st[0]:
                     self._dev_since[d] = st[1]
         self._row_dev = np.where(cfg.dev >= 0, cfg.dev, nd).astype(np.int32)
+        n = cfg.n
+        dev = cfg.dev[:n]
+        # the row carrying each device's root alarm, -1 none (derived from levels: restore needs nothing)
+        self._gw_row = np.full(nd, -1, np.int32)
+        carrying = np.flatnonzero((self._st["level"][:n, R_GW] > 0) & (dev >= 0))
+        self._gw_row[dev[carrying]] = carrying
+        # each device's first row in service, -1 when every sensor on it is out of service
+        on = np.flatnonzero((dev >= 0) & ~cfg.off[:n])
+        first = np.full(nd, n, np.int64)
+        np.minimum.at(first, dev[on], on)
+        self._gw_first = np.where(first < n, first, -1).astype(np.int32)
 
     def _rebuild_areas(self) -> None:
         """Per-area derived state (stage-2 counts, last spark, temperature rows by area)."""
@@ -1006,9 +1017,27 @@ class AlarmEngine:
             return
         since = np.array([self._gw[cfg.dev_keys[d]][1] for d in offline], np.int64)
         lvl = np.where(now_ms - since > GATEWAY_YELLOW_S * 1000, np.int8(Level.YELLOW), np.int8(Level.BLUE))
-        anchors = cfg.dev_anchor[offline]  # each device's first sensor row carries its root alarm
-        self._grade_by_meter(lvl, cfg.ent[anchors], now_ms)
-        self._set(R_GW, anchors, lvl.astype(np.int8), np.nan, now_ms, out)
+        self._raise_gateways(offline.astype(np.int32), lvl.astype(np.int8), now_ms, out)
+
+    def _raise_gateways(self, devs: I32, lvl: I8, ts_ms: int, out: _Out) -> None:
+        """Offline devices ``devs``: their root alarm at ``lvl`` (yellow regraded by the main
+        meter). It stays on the row that carries it while that sensor is in service; else it
+        moves to the device's first sensor in service (the old row's alarm clears), and a
+        device with every sensor out of service raises none: nothing on it is watched, and a
+        decommissioned gateway's retained offline status must not alarm for ever."""
+        cfg = self._cfg
+        cur = self._gw_row[devs]
+        keep = cur >= 0
+        keep[keep] = ~cfg.off[cur[keep]]
+        want = np.where(keep, cur, self._gw_first[devs]).astype(np.int32)
+        moved = (cur >= 0) & (cur != want)
+        if moved.any():
+            self._set(R_GW, cur[moved], np.zeros(int(moved.sum()), np.int8), np.nan, ts_ms, out)
+        has = want >= 0
+        rows, lv = want[has], lvl[has].copy()
+        self._grade_by_meter(lv, cfg.ent[rows], ts_ms)
+        self._set(R_GW, rows, lv, np.nan, ts_ms, out)
+        self._gw_row[devs] = want
 
     def _grade_by_meter(self, lvl: npt.NDArray[np.int8], ent: I32, now_ms: int,
                         exempt: npt.NDArray[np.bool_] | None = None) -> None:
@@ -1030,8 +1059,9 @@ class AlarmEngine:
 
     def gateway_status(self, enterprise_id: str, device_id: str, online: bool, ts_ms: int) -> Transitions:
         """Gateway status topic: offline raises one root alarm on the device's first sensor row
-        (rule ``gateway_offline``) and suppresses its sensors' deadman alarms; online clears it
-        and restarts their deadman timers from ``ts_ms``."""
+        in service (rule ``gateway_offline``; see :meth:`_raise_gateways`) and suppresses its
+        sensors' deadman alarms; online clears it and restarts their deadman timers from
+        ``ts_ms``."""
         key = (enterprise_id, device_id)
         self._gw[key] = (online, ts_ms)
         self._rebuild_gateways()
@@ -1041,9 +1071,13 @@ class AlarmEngine:
             d = cfg.dev_keys.index(key)
         except ValueError:
             return out.build()
-        anchor = cfg.dev_anchor[d : d + 1]
-        self._set(R_GW, anchor, np.array([0 if online else int(Level.BLUE)], np.int8), np.nan, ts_ms, out)
-        if not online:
+        if online:
+            cur = self._gw_row[d : d + 1].copy()  # the transitions keep the rows array
+            if cur[0] >= 0:
+                self._set(R_GW, cur, np.zeros(1, np.int8), np.nan, ts_ms, out)
+                self._gw_row[d] = -1
+        else:
+            self._raise_gateways(np.array([d], np.int32), np.array([Level.BLUE], np.int8), ts_ms, out)
             rows = np.flatnonzero((cfg.dev == d) & ~cfg.off).astype(np.int32)  # held rows stay frozen
             self._set(R_DEAD, rows, np.zeros(len(rows), np.int8), np.nan, ts_ms, out)
         self._settle()
@@ -1057,6 +1091,7 @@ class AlarmEngine:
         self._cfg.off[r] = off
         self._n_off = int(np.count_nonzero(self._cfg.off))
         self._rebuild_areas()
+        self._rebuild_gateways()  # a root alarm on a row going out moves at the next tick
 
     def resume(self, rows: I32, now_ms: int) -> None:
         """Rows back in service at ``now_ms`` (after :meth:`sync` has compiled them in): their

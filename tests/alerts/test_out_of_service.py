@@ -137,3 +137,49 @@ def test_set_out_of_service_equals_a_recompile_from_the_registry(kernel: bool) -
         assert events(a, feed(a, rows, ts, vals)) == events(b, feed(b, rows, ts, vals))
         assert events(a, a.tick(T0 + i * 1000 + 500)) == events(b, b.tick(T0 + i * 1000 + 500))
     np.testing.assert_array_equal(a.levels(), b.levels())
+
+
+def test_a_gateway_root_alarm_moves_off_a_sensor_taken_out_of_service(kernel: bool) -> None:
+    """The device's root alarm sits on its first sensor; when that sensor goes out of service
+    during the outage the alarm moves to the next one in service (cleared on the old row,
+    raised on the new, at the same level), and stays there when the first comes back."""
+    sensors = [sensor("GT-1", "gas.combustible"), sensor("GT-2", "gas.combustible"),
+               sensor("GT-3", "gas.combustible", device="GW2")]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, [0, 1, 2], [T0] * 3, [3.0] * 3)
+    tr = eng.gateway_status("E1", "GW1", False, T0 + 1000)
+    assert of_rule(eng, tr, "gateway_offline") == [(0, "none", "blue")]
+    eng.set_out_of_service(np.array([0], np.int32), True)
+    tr = eng.tick(T0 + 2000)
+    assert sorted(of_rule(eng, tr, "gateway_offline")) == [(0, "blue", "none"), (1, "none", "blue")]
+    tr = eng.tick(T0 + 1000 + 31 * MIN_MS)  # offline > 30 min: the moved alarm escalates where it is
+    assert of_rule(eng, tr, "gateway_offline") == [(1, "blue", "yellow")]
+    eng.set_out_of_service(np.array([0], np.int32), False)
+    eng.resume(np.array([0], np.int32), T0 + 32 * MIN_MS)
+    assert of_rule(eng, eng.tick(T0 + 33 * MIN_MS), "gateway_offline") == []  # no churn back to GT-1
+    back = make_engine(sensors, kernel=kernel)
+    back.restore(eng.snapshot())  # the carrier is derived from the levels: a restart keeps it
+    assert of_rule(back, back.tick(T0 + 34 * MIN_MS), "gateway_offline") == []
+    tr = back.gateway_status("E1", "GW1", True, T0 + 35 * MIN_MS)
+    assert of_rule(back, tr, "gateway_offline") == [(1, "yellow", "none")]
+    assert back.level(0, "gateway_offline") is Level.NONE
+
+
+def test_a_device_with_every_sensor_out_of_service_raises_no_gateway_alarm(kernel: bool) -> None:
+    """A decommissioned gateway's retained offline status (every sensor on it removed) raises
+    nothing, however long; a sensor back in service under the still-offline gateway carries
+    its root alarm at the level the outage has reached."""
+    sensors = [sensor("GT-1", "gas.combustible"), sensor("GT-2", "gas.combustible")]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, [0, 1], [T0] * 2, [3.0] * 2)
+    eng.gateway_status("E1", "GW1", False, T0 + 1000)
+    eng.set_out_of_service(np.array([0, 1], np.int32), True)
+    tr = eng.tick(T0 + 2000)
+    assert of_rule(eng, tr, "gateway_offline") == [(0, "blue", "none")]  # the open one clears
+    for minutes in (10, 40, 600):
+        assert of_rule(eng, eng.tick(T0 + minutes * MIN_MS), "gateway_offline") == []
+    assert of_rule(eng, eng.gateway_status("E1", "GW1", False, T0 + 601 * MIN_MS), "gateway_offline") == []
+    eng.set_out_of_service(np.array([1], np.int32), False)
+    eng.resume(np.array([1], np.int32), T0 + 640 * MIN_MS)
+    tr = eng.tick(T0 + 640 * MIN_MS + 1000)
+    assert of_rule(eng, tr, "gateway_offline") == [(1, "none", "yellow")]

@@ -1,0 +1,95 @@
+"""Benchmark what a registry change costs the service's event loop at fleet size.
+
+Run:  python benchmarks/bench_registry.py [--sensors 100000] [--runs 5]
+
+Every registration, enterprise change (a production-status order) and maintenance hold
+saves the registry (``Registry.to_json`` into the SQLite alarm store) on the event loop,
+and a registration or enterprise change makes the next reading batch recompile the engine
+configuration (``AlarmEngine.sync``, which runs ``compile_config``). Both stall ingest and
+alarms while they run. Timed here on the bench_engine registry (7 kinds, 200 sensors per
+enterprise): the first save, a save after one more sensor is registered, the SQLite write of
+the saved bytes, the compile, and the engine sync (no anomaly scorer: its state only grows
+when capacity does). Medians of ``--runs``; prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_engine import registry
+
+from alerts.compile import compile_config
+from alerts.engine import AlarmEngine
+from ingest.store.sqlite import open_sqlite
+from plantwatch.registry import Registry
+
+
+def _median_s(fn: Callable[[], object], runs: int) -> float:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sensors", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args(argv)
+    sensors, ents = registry(a.sensors)
+    rows: list[tuple[str, float]] = []
+
+    def fresh() -> Registry:
+        reg = Registry()
+        for e in ents.values():
+            reg.upsert_enterprise(e)
+        for s in sensors:
+            reg.upsert_sensor(s)
+        return reg
+
+    firsts = []
+    for _ in range(a.runs):
+        reg = fresh()
+        t = time.perf_counter()
+        reg.to_json()
+        firsts.append(time.perf_counter() - t)
+    rows.append(("first save: Registry.to_json", statistics.median(firsts)))
+    k = [0]
+
+    def register_and_save() -> bytes:
+        k[0] += 1
+        reg.add_sensors([{"enterprise_id": "E0", "id": f"NEW{k[0]}", "kind": "gas.toxic"}])
+        return reg.to_json()
+
+    rows.append(("save after one registration: Registry.to_json", _median_s(register_and_save, a.runs)))
+    data = reg.to_json()
+    with tempfile.TemporaryDirectory() as d:
+        readings, alarms = open_sqlite(Path(d))
+        try:
+            rows.append((f"SQLite write of the saved registry ({len(data) / 1e6:.1f} MB)",
+                         _median_s(lambda: alarms.save_snapshot("registry", data), a.runs)))
+        finally:
+            alarms.close()
+            readings.close()
+    rows.append(("compile_config", _median_s(lambda: compile_config(sensors, ents), a.runs)))
+    eng = AlarmEngine(sensors, ents, anomaly=False)
+    rows.append(("AlarmEngine.sync (recompile and rebuild)", _median_s(lambda: eng.sync(sensors, ents), a.runs)))
+    print(f"{a.sensors:,} sensors, median of {a.runs}\n")
+    print("| step | seconds |\n|---|---:|")
+    for name, s in rows:
+        print(f"| {name} | {s:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
