@@ -100,9 +100,9 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
     half_sqrt_w = 0.5 * math.sqrt(w)
     inv_nov = 0.5 / novelty_z if novelty_z > 0 else 0.0
     inv_season_c = 1.0 / season_c
-    lim_scale = math.ceil(1.0 / alpha_scale) + 1.0
-    lim_long = math.ceil(1.0 / alpha_long) + 1.0
-    lim_season = math.ceil(1.0 / season_alpha) + 1.0
+    lim_scale = 1.0 / alpha_scale + 1.0  # k >= this: 1 / k <= alpha_scale / (1 + alpha_scale) < alpha_scale
+    lim_long = 1.0 / alpha_long + 1.0  # k >= this: 1 / k <= alpha_long / (1 + alpha_long) < alpha_long
+    lim_season = 1.0 / season_alpha + 1.0  # k >= this: 1 / k <= season_alpha / (1 + season_alpha) < season_alpha
     # the bucket of the last timestamp seen: one integer division per hour boundary, not per sample
     q_lo = np.int64(1)
     q_hi = np.int64(0)

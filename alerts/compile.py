@@ -194,10 +194,11 @@ def _settings_key(s: Sensor, enterprises: Mapping[str, Enterprise]) -> tuple[Any
         cap = ent.capacity_kw if ent is not None else None
     try:
         iv = s.interval_s
-        return (s.kind, type(iv), iv, type(cap), cap,
-                _frozen(s.thresholds) if s.thresholds else (), _frozen(s.params) if s.params else ())
-    except (TypeError, ValueError):
+        key = (s.kind, type(iv), iv if isinstance(iv, int | float) else _frozen(iv), type(cap), cap,
+               _frozen(s.thresholds) if s.thresholds else (), _frozen(s.params) if s.params else ())
+    except (TypeError, ValueError, RecursionError):  # RecursionError: a dict holding itself
         return None
+    return key
 
 
 def _copy_settings(c: Compiled, src: npt.NDArray[np.intp], dst: npt.NDArray[np.intp]) -> None:

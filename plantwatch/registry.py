@@ -114,7 +114,7 @@ def _sensor_mapping(s: Sensor) -> dict[str, Any]:
     4.5 s a 100k-sensor registry took to save."""
     hold = s.out_of_service
     return {"enterprise_id": s.enterprise_id, "id": s.id, "kind": s.kind, "device_id": s.device_id,
-            "area": s.area, "unit": s.unit, "interval_s": s.interval_s, "thresholds": dict(s.thresholds),
+            "area": s.area, "unit": s.unit, "interval_s": s.interval_s, "thresholds": _copy_json(s.thresholds),
             "params": _copy_json(s.params),
             "out_of_service": None if hold is None else {"since_ms": hold.since_ms, "until_ms": hold.until_ms,
                                                           "by": hold.by, "reason": hold.reason}}
