@@ -1013,11 +1013,20 @@ class AlarmEngine:
     def _tick_gateways(self, now_ms: int, out: _Out) -> None:
         cfg = self._cfg
         offline = np.flatnonzero(self._dev_offline[: len(cfg.dev_keys)])
-        if not len(offline):
-            return
-        since = np.array([self._gw[cfg.dev_keys[d]][1] for d in offline], np.int64)
-        lvl = np.where(now_ms - since > GATEWAY_YELLOW_S * 1000, np.int8(Level.YELLOW), np.int8(Level.BLUE))
-        self._raise_gateways(offline.astype(np.int32), lvl.astype(np.int8), now_ms, out)
+        if len(offline):
+            since = np.array([self._gw[cfg.dev_keys[d]][1] for d in offline], np.int64)
+            lvl = np.where(now_ms - since > GATEWAY_YELLOW_S * 1000, np.int8(Level.YELLOW), np.int8(Level.BLUE))
+            self._raise_gateways(offline.astype(np.int32), lvl.astype(np.int8), now_ms, out)
+        # a root alarm on a row that no longer carries one clears: its sensor was registered
+        # again on another device (one that is online, or whose alarm another row carries)
+        gl = np.flatnonzero(self._st["level"][: cfg.n, R_GW])
+        if len(gl):
+            d = cfg.dev[gl]
+            ok = d >= 0
+            ok[ok] = self._dev_offline[d[ok]] & (self._gw_row[d[ok]] == gl[ok])
+            if not ok.all():
+                stale = gl[~ok].astype(np.int32)
+                self._set(R_GW, stale, np.zeros(len(stale), np.int8), np.nan, now_ms, out)
 
     def _raise_gateways(self, devs: I32, lvl: I8, ts_ms: int, out: _Out) -> None:
         """Offline devices ``devs``: their root alarm at ``lvl`` (yellow regraded by the main

@@ -183,3 +183,18 @@ def test_a_device_with_every_sensor_out_of_service_raises_no_gateway_alarm(kerne
     eng.resume(np.array([1], np.int32), T0 + 640 * MIN_MS)
     tr = eng.tick(T0 + 640 * MIN_MS + 1000)
     assert of_rule(eng, tr, "gateway_offline") == [(1, "none", "yellow")]
+
+
+def test_a_sensor_moved_to_another_device_drops_the_old_devices_root_alarm(kernel: bool) -> None:
+    """Registered again on another gateway while its old one is offline: the root alarm it
+    carried clears at the next tick and moves to the old device's next sensor."""
+    sensors = [sensor("GT-1", "gas.combustible"), sensor("GT-2", "gas.combustible")]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, [0, 1], [T0] * 2, [3.0] * 2)
+    eng.gateway_status("E1", "GW1", False, T0 + 1000)
+    assert eng.level(0, "gateway_offline") is Level.BLUE
+    sensors[0] = replace(sensors[0], device_id="GW9")
+    eng.sync(sensors, enterprises())
+    tr = eng.tick(T0 + 2000)
+    assert sorted(of_rule(eng, tr, "gateway_offline")) == [(0, "blue", "none"), (1, "none", "blue")]
+    assert of_rule(eng, eng.tick(T0 + 3000), "gateway_offline") == []
