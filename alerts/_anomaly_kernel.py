@@ -95,14 +95,17 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
     zt_tod = np.empty(nrows)  # argument of the time-of-day novelty's tail (NaN: not scored)
     season_span = nbk * season_ms
     # constants of the loop, and the counts past which an adaptive rate max(alpha, 1 / k) is alpha
-    # (divisions are the loop's most expensive operations: ~20 a sample before these)
+    # (~20 divisions a sample before these)
     inv_w = 1.0 / w
     half_sqrt_w = 0.5 * math.sqrt(w)
     inv_nov = 0.5 / novelty_z if novelty_z > 0 else 0.0
     inv_season_c = 1.0 / season_c
-    lim_scale = 1.0 / alpha_scale + 1.0  # k >= this: 1 / k <= alpha_scale / (1 + alpha_scale) < alpha_scale
-    lim_long = 1.0 / alpha_long + 1.0  # k >= this: 1 / k <= alpha_long / (1 + alpha_long) < alpha_long
-    lim_season = 1.0 / season_alpha + 1.0  # k >= this: 1 / k <= season_alpha / (1 + season_alpha) < season_alpha
+    # k >= lim: 1 / k <= alpha / (1 + alpha) < alpha. Integer-valued on purpose: the same limits
+    # as floats (1 / alpha + 1) measured 126 -> 210 ns per sample at 100k rows; min() keeps
+    # ceil inside int64 for a tiny alpha
+    lim_scale = math.ceil(min(1.0 / alpha_scale, 1e18)) + 1.0
+    lim_long = math.ceil(min(1.0 / alpha_long, 1e18)) + 1.0
+    lim_season = math.ceil(min(1.0 / season_alpha, 1e18)) + 1.0
     # the bucket of the last timestamp seen: one integer division per hour boundary, not per sample
     q_lo = np.int64(1)
     q_hi = np.int64(0)
