@@ -30,6 +30,11 @@ class RunningService:
             body = r.read()
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body.decode()
 
+    def get_with_headers(self, path: str) -> tuple[Any, dict[str, str]]:
+        """The JSON body and the response headers of a GET."""
+        with urllib.request.urlopen(self.base + path, timeout=5) as r:
+            return json.loads(r.read()), dict(r.headers.items())
+
     def post(self, path: str, body: Any) -> tuple[int, Any]:
         return self.request("POST", path, body)
 

@@ -81,6 +81,15 @@ def test_registry_management_and_bad_input_over_http(broker: Broker, tmp_path: P
         assert code == 201
         assert len(body) == 2
         assert svc.get("/api/v1/sensors/E2/TT-3")["kind"] == "dust.hopper_temperature"
+        # listing is paged, in registration order, with the number of matches in a header
+        page, headers = svc.get_with_headers("/api/v1/sensors?enterprise_id=E2&limit=2")
+        assert [s["id"] for s in page] == ["TT-1", "TT-2"]
+        assert headers["x-total-count"] == "3"
+        assert [s["id"] for s in svc.get("/api/v1/sensors?enterprise_id=E2&limit=2&offset=2")] == ["TT-3"]
+        assert "row" not in page[0]
+        code, body = svc.request("GET", "/api/v1/sensors?limit=0")
+        assert code == 422
+        assert svc.get("/api/v1/enterprises/E2")["sensors"] == 3
 
         # production status (a suspension order) over PATCH
         code, body = svc.request("PATCH", "/api/v1/enterprises/E2", {"production_status": "suspended"})

@@ -194,3 +194,16 @@ def test_saving_again_encodes_what_changed_since_and_nothing_stale(tmp_path: Pat
     assert saved["sensor"][0]["out_of_service"]["reason"] == "decommissioned"
     reg.upsert_enterprise(Enterprise(id="E9", name="new"))
     assert json.loads(reg.to_json()) == fresh(reg)
+
+
+def test_an_enterprises_sensors_come_from_the_index_in_row_order(tmp_path: Path) -> None:
+    p = tmp_path / "r.toml"
+    p.write_text(GOOD)
+    reg = Registry.from_toml(p)
+    reg.upsert_enterprise(Enterprise(id="E2"))
+    reg.add_sensors([{"enterprise_id": "E2", "id": "X", "kind": "dust.spark"},
+                     {"enterprise_id": "E1", "id": "A", "kind": "dust.spark"}])
+    assert [s.id for s in reg.sensors_of("E1")] == ["GT-101", "HS-1", "A"]
+    assert [s.id for s in reg.sensors_of("E2")] == ["X"]
+    assert reg.sensors_of("E404") == []
+    assert (reg.count_of("E1"), reg.count_of("E2"), reg.count_of("E404")) == (3, 1, 0)
