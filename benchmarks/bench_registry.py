@@ -9,18 +9,23 @@ configuration (``AlarmEngine.sync``, which runs ``compile_config``). Both stall 
 alarms while they run. Timed here on the bench_engine registry (7 kinds, 200 sensors per
 enterprise): the first save, a save after one more sensor is registered, the SQLite write of
 the saved bytes, the compile, and the engine sync (no anomaly scorer: its state only grows
-when capacity does). Medians of ``--runs``; prints a markdown table.
+when capacity does); then the API's listing endpoints called in-process on that registry.
+Medians of ``--runs``; prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -84,6 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("compile_config", _median_s(lambda: compile_config(sensors, ents), a.runs)))
     eng = AlarmEngine(sensors, ents, anomaly=False)
     rows.append(("AlarmEngine.sync (recompile and rebuild)", _median_s(lambda: eng.sync(sensors, ents), a.runs)))
+    # the API's listing endpoints, called in-process on the same registry (no HTTP, no FastAPI encoding)
+    from fastapi import Response
+
+    import api.routers.enterprises as api_ents
+    import api.routers.sensors as api_sensors
+
+    svc: Any = SimpleNamespace(registry=reg)  # all these endpoints read of the service
+    paged = "limit" in inspect.signature(api_sensors.list_sensors).parameters  # older code: unpaged
+    kw: dict[str, Any] = {"response": Response(), "limit": 1000, "offset": 0} if paged else {}
+
+    def listing(ent: str | None) -> None:
+        asyncio.run(api_sensors.list_sensors(svc=svc, enterprise_id=ent, kind=None, removed=False, **kw))
+
+    rows.append(("GET /api/v1/sensors" + (" (first page of 1,000)" if paged else " (every sensor)"),
+                 _median_s(lambda: listing(None), a.runs)))
+    rows.append(("GET /api/v1/sensors?enterprise_id=E7", _median_s(lambda: listing("E7"), a.runs)))
+    rows.append((f"GET /api/v1/enterprises ({len(ents)} enterprises, without the risk colours)",
+                 _median_s(lambda: [api_ents._to_json(svc, e, {}) for e in reg.enterprises.values()], a.runs)))
     print(f"{a.sensors:,} sensors, median of {a.runs}\n")
     print("| step | seconds |\n|---|---:|")
     for name, s in rows:
