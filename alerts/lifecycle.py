@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.model import Alarm, AlarmEvent, Change
@@ -129,7 +129,7 @@ def suppressed(alarm: Alarm) -> bool:
 
 
 def _snap(a: Alarm) -> Alarm:
-    return replace(a, extra=dict(a.extra))
+    return a.copy()
 
 
 def _tier_name(tier: int) -> str:

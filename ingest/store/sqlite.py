@@ -574,16 +574,26 @@ def _sql_type(annotation: str) -> str:
     return "TEXT"
 
 
-def _encode(annotation: str, v: Any) -> Any:
-    if v is None:
-        return None
+def _encoder(annotation: str) -> Callable[[Any], Any] | None:
+    """How one column is stored, chosen once per column (None: the value as it is; None
+    values are stored as NULL): levels as integers, statuses as text, dicts as JSON."""
     if annotation.startswith("Level"):
-        return int(v)
+        return int
     if annotation.startswith("AlarmStatus"):
-        return str(v)
+        return str
     if annotation.startswith("dict"):
-        return orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    return v
+        return lambda v: orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return None
+
+
+def _row_params(obj: Any, encoders: Sequence[tuple[str, Callable[[Any], Any] | None]]) -> tuple[Any, ...]:
+    """The column values of ``obj`` (an Alarm or AlarmEvent) as stored (the annotations are
+    matched once per column, not per value: an alarm storm writes thousands of rows)."""
+    out = []
+    for name, enc in encoders:
+        v = getattr(obj, name)
+        out.append(v if v is None or enc is None else enc(v))
+    return tuple(out)
 
 
 def _decode(annotation: str, v: Any) -> Any:
@@ -596,6 +606,10 @@ def _decode(annotation: str, v: Any) -> Any:
     if annotation.startswith("dict"):
         return orjson.loads(v)
     return v
+
+
+_ALARM_ENC = [(n, _encoder(t)) for n, t in _ALARM_COLS]
+_EVENT_ENC = [(n, _encoder(t)) for n, t in _EVENT_COLS]
 
 
 def _schema_sql(table: str, cols: list[tuple[str, str]], key: str) -> str:
@@ -646,7 +660,7 @@ class SQLiteAlarmStore:
 
     @staticmethod
     def _alarm_params(a: Alarm) -> tuple[Any, ...]:
-        return tuple(_encode(t, getattr(a, n)) for n, t in _ALARM_COLS)
+        return _row_params(a, _ALARM_ENC)
 
     @staticmethod
     def _alarm_of(row: Sequence[Any]) -> Alarm:
@@ -660,15 +674,16 @@ class SQLiteAlarmStore:
     def save_changes(self, changes: list[Change]) -> None:
         if not changes:
             return
+        # two executemany calls instead of two statements per change (an alarm storm writes
+        # thousands in one call). The events' ids are consecutive: AUTOINCREMENT rowids in one
+        # transaction of the only writer, ending at last_insert_rowid()
         with self._db.transaction("save_changes") as conn:
-            ids: list[int] = []
-            for alarm, event in changes:
-                conn.execute(self._upsert, self._alarm_params(alarm))
-                cur = conn.execute(self._insert_event,
-                                   tuple(_encode(t, getattr(event, n)) for n, t in _EVENT_COLS))
-                ids.append(int(cur.lastrowid or 0))
-        for (_, event), eid in zip(changes, ids, strict=True):  # only after the commit succeeded
-            event.id = eid
+            conn.executemany(self._upsert, [self._alarm_params(a) for a, _ in changes])
+            conn.executemany(self._insert_event, [_row_params(e, _EVENT_ENC) for _, e in changes])
+            last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        first = last - len(changes) + 1
+        for k, (_, event) in enumerate(changes):  # only after the commit succeeded
+            event.id = first + k
 
     def list_alarms(self, enterprise_id: str | None = None, status: AlarmStatus | None = None,
                     level: Level | None = None, limit: int = 1000, offset: int = 0) -> list[Alarm]:

@@ -69,3 +69,22 @@ def test_restart_from_sqlite_continues_exactly(store: SQLiteAlarmStore) -> None:
     assert again.acknowledge(2, "li", "ok", T0 + 6 * HOUR_MS)[0].status is AlarmStatus.CLEARED
     assert again.apply(at(4, Level.YELLOW, T0 + 7 * HOUR_MS), T0 + 7 * HOUR_MS)[0][1].type == "raised"
     assert again.open_alarms()[-1].id == 6
+
+
+def test_events_saved_together_get_the_ids_the_store_gave_them(store: SQLiteAlarmStore) -> None:
+    """save_changes writes a batch at once; each event's id is its row in the store, also
+    when one call holds several changes of one alarm and a later call follows."""
+    book = AlarmBook(sensor_of, RULES)
+    first = book.apply(at(0, Level.YELLOW, T0), T0) + book.apply(at(0, Level.RED, T0 + 1), T0 + 1)
+    first += book.apply(at(1, Level.ORANGE, T0 + 2), T0 + 2)
+    store.save_changes(first)
+    second = book.apply(at(2, Level.BLUE, T0 + 3), T0 + 3)
+    store.save_changes(second)
+    for alarm, event in first + second:
+        stored = {e.id: e for e in store.alarm_events(alarm.id)}
+        assert event.id in stored
+        assert (stored[event.id].type, stored[event.id].ts_ms) == (event.type, event.ts_ms)
+    assert [e.id for _, e in first + second] == list(range(first[0][1].id or 0, (first[0][1].id or 0) + 4))
+    saved = store.get_alarm(first[0][0].id)
+    assert saved is not None
+    assert saved.level is Level.RED  # the later change of the same alarm won
