@@ -134,6 +134,8 @@ class AlarmEngine:
         self._gw: dict[tuple[str, str], tuple[bool, int]] = {}  # (enterprise, device) -> (online, since)
         self._clock = NO_TS           # newest now_ms seen (restart grace reference)
         self._resume_from = NO_TS     # saved clock of a restored snapshot, until the first call
+        self._ingest_down = False     # the service's own MQTT session is down (ingest_status)
+        self._ingest_since = NO_TS    # when it last came back (deadman grace)
         self._replay_floor = np.zeros(0, np.int64)  # newest ts per row at restore (see replay)
         self._cfg: Compiled = compile_config([], {})
         self._n = 0
@@ -971,17 +973,23 @@ class AlarmEngine:
         self._equipment(now_ms)
         seen = st["seen_ms"][:n]
         seen[seen == NO_TS] = now_ms  # never-seen sensors: deadman counts from the first tick
-        ref = np.maximum(seen, self._dev_since[self._row_dev])
-        age = now_ms - ref
-        dl = np.where(age > cfg.dm_yellow_ms, np.int8(Level.YELLOW),
-                      np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
-        dl[self._dev_offline[self._row_dev]] = 0  # suppressed under an offline gateway (root alarm)
-        self._grade_by_meter(dl, cfg.ent[:n], now_ms, exempt=self._is_power[:n])
-        if self._n_off:  # out of service: the level stays as it was (nothing is watched)
-            dl[cfg.off] = st["level"][:n, R_DEAD][cfg.off]
-        rows = np.flatnonzero(dl != st["level"][:n, R_DEAD]).astype(np.int32)
-        if len(rows):
-            self._set(R_DEAD, rows, dl[rows], np.nan, now_ms, out)
+        if not self._ingest_down:  # while our own session is down, silence is ours: levels stand
+            ref = np.maximum(seen, self._dev_since[self._row_dev])
+            if self._ingest_since != NO_TS:
+                ref = np.maximum(ref, self._ingest_since)
+            age = now_ms - ref
+            dl = np.where(age > cfg.dm_yellow_ms, np.int8(Level.YELLOW),
+                          np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
+            if self._ingest_since != NO_TS:  # the grace after our outage delays new alarms, clears none:
+                quiet = seen < self._ingest_since  # a sensor dead before it stays so until it reports
+                dl[quiet] = np.maximum(dl[quiet], st["level"][:n, R_DEAD][quiet])
+            dl[self._dev_offline[self._row_dev]] = 0  # suppressed under an offline gateway (root alarm)
+            self._grade_by_meter(dl, cfg.ent[:n], now_ms, exempt=self._is_power[:n])
+            if self._n_off:  # out of service: the level stays as it was (nothing is watched)
+                dl[cfg.off] = st["level"][:n, R_DEAD][cfg.off]
+            rows = np.flatnonzero(dl != st["level"][:n, R_DEAD]).astype(np.int32)
+            if len(rows):
+                self._set(R_DEAD, rows, dl[rows], np.nan, now_ms, out)
         self._tick_gateways(now_ms, out)
         # delay-on / delay-off expiry on the held value, valid until the sensor goes stale
         busy_m = st["busy"][:n] & ~cfg.off if self._n_off else st["busy"][:n]
@@ -1091,6 +1099,16 @@ class AlarmEngine:
             self._set(R_DEAD, rows, np.zeros(len(rows), np.int8), np.nan, ts_ms, out)
         self._settle()
         return out.build()
+
+    def ingest_status(self, online: bool, ts_ms: int) -> None:
+        """The service's own MQTT session: while it is down no deadman is raised or cleared
+        (every sensor falls silent at once when the centre loses its broker or uplink; that
+        is one outage of ours, seen in the service's health, not an alarm per sensor), and
+        when it is back every sensor's deadman counts from ``ts_ms``, like a gateway coming
+        back online. Not kept in snapshots: a restart has its own downtime grace."""
+        if online and self._ingest_down:
+            self._ingest_since = ts_ms
+        self._ingest_down = not online
 
     # -- out of service ------------------------------------------------------------------
     def set_out_of_service(self, rows: I32, off: bool) -> None:

@@ -121,6 +121,7 @@ class Service:
         self._writer = writer
         self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock, writer=writer)
         self._tasks: list[asyncio.Task[None]] = []
+        self._ingest_up = True  # as the engine was told (ingest_status), while ingest runs
         self.started_ms = clock()
         self._last_compact_ms = self.started_ms
         # gateway statuses since the last engine snapshot; those replayed below stay logged
@@ -487,6 +488,14 @@ class Service:
     def tick(self, now_ms: int | None = None) -> None:
         """Run wall-clock timers once (deadman, delays, escalation, shelving expiry)."""
         now = self.clock() if now_ms is None else now_ms
+        if self._tasks:  # ingest is running: our own MQTT session's state goes to the deadman
+            up = self.pipeline.connected
+            if up != self._ingest_up:
+                self.engine.ingest_status(up, now)
+                self._ingest_up = up
+                if not up:
+                    log.warning("MQTT session down: deadman alarms paused until it is back "
+                                "(sensors' silence is ours)")
         self._expire_holds(now)
         self._sync_engine()
         tr = self.engine.tick(now)

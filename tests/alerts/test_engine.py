@@ -240,6 +240,29 @@ def test_gateway_offline_clears_existing_deadman_alarms_of_its_sensors() -> None
     assert sorted(events(e, tr)) == [(0, "deadman", "blue", "none"), (0, "gateway_offline", "none", "blue")]
 
 
+def test_our_own_ingest_outage_raises_and_clears_no_deadman() -> None:
+    """The centre loses its broker: every sensor falls silent at once, and that is one outage
+    of ours, not an alarm per sensor. A deadman open before it stays; none is raised during
+    it; after it every sensor's deadman counts from the reconnection."""
+    e = make_engine([sensor("GT-1", "gas.combustible", interval_s=5.0), sensor("GT-2", "gas.combustible",
+                                                                          interval_s=5.0)])
+    e.tick(T0)
+    feed(e, 1, T0 + 10 * S, 1.0)
+    assert of_rule(e, e.tick(T0 + 20 * S), "deadman") == [(0, "none", "blue")]  # GT-1 silent before
+    e.ingest_status(False, T0 + 21 * S)
+    for t in (T0 + 30 * S, T0 + 10 * MIN, T0 + 40 * MIN):  # GT-2's 3 intervals pass, and 30 min
+        assert of_rule(e, e.tick(t), "deadman") == []
+    assert e.level(0, "deadman") is Level.BLUE  # stands: no yellow from our outage either
+    back = T0 + 41 * MIN
+    e.ingest_status(True, back)
+    assert of_rule(e, e.tick(back + 15 * S), "deadman") == []  # three intervals from the return
+    tr = e.tick(back + 16 * S)
+    assert of_rule(e, tr, "deadman") == [(1, "none", "blue")]  # GT-1 already blue (age from the return)
+    e.ingest_status(True, back + 17 * S)  # an "online" while online moves nothing
+    assert of_rule(e, e.tick(back + 18 * S), "deadman") == []
+    assert of_rule(e, feed(e, 0, back + 19 * S, 1.0), "deadman") == [(0, "blue", "none")]  # it reports
+
+
 def test_unknown_gateway_status_is_ignored() -> None:
     e = combustible()
     assert len(e.gateway_status("E1", "nope", False, T0)) == 0
