@@ -136,6 +136,7 @@ class AlarmEngine:
         self._resume_from = NO_TS     # saved clock of a restored snapshot, until the first call
         self._ingest_down = False     # the service's own MQTT session is down (ingest_status)
         self._ingest_since = NO_TS    # when it last came back (deadman grace)
+        self._dead_at_outage = np.zeros(0, bool)  # rows whose deadman was raised when it went down
         self._replay_floor = np.zeros(0, np.int64)  # newest ts per row at restore (see replay)
         self._cfg: Compiled = compile_config([], {})
         self._n = 0
@@ -975,14 +976,15 @@ class AlarmEngine:
         seen[seen == NO_TS] = now_ms  # never-seen sensors: deadman counts from the first tick
         if not self._ingest_down:  # while our own session is down, silence is ours: levels stand
             ref = np.maximum(seen, self._dev_since[self._row_dev])
-            if self._ingest_since != NO_TS:
-                ref = np.maximum(ref, self._ingest_since)
+            if self._ingest_since != NO_TS:  # silence counts from our return, except on rows already
+                # alarmed when it began: theirs was real, it goes on (and escalates) as if never paused
+                before = np.zeros(n, bool)
+                k = min(n, len(self._dead_at_outage))
+                before[:k] = self._dead_at_outage[:k]
+                ref = np.where(before, ref, np.maximum(ref, self._ingest_since))
             age = now_ms - ref
             dl = np.where(age > cfg.dm_yellow_ms, np.int8(Level.YELLOW),
                           np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
-            if self._ingest_since != NO_TS:  # the grace after our outage delays new alarms, clears none:
-                quiet = seen < self._ingest_since  # a sensor dead before it stays so until it reports
-                dl[quiet] = np.maximum(dl[quiet], st["level"][:n, R_DEAD][quiet])
             dl[self._dev_offline[self._row_dev]] = 0  # suppressed under an offline gateway (root alarm)
             self._grade_by_meter(dl, cfg.ent[:n], now_ms, exempt=self._is_power[:n])
             if self._n_off:  # out of service: the level stays as it was (nothing is watched)
@@ -1104,10 +1106,14 @@ class AlarmEngine:
         """The service's own MQTT session: while it is down no deadman is raised or cleared
         (every sensor falls silent at once when the centre loses its broker or uplink; that
         is one outage of ours, seen in the service's health, not an alarm per sensor), and
-        when it is back every sensor's deadman counts from ``ts_ms``, like a gateway coming
-        back online. Not kept in snapshots: a restart has its own downtime grace."""
+        when it is back a sensor's deadman counts from ``ts_ms``, like a gateway coming back
+        online, unless it was already alarmed when the outage began (its silence was real
+        and goes on). Not kept in snapshots: the service starts every run as down until its
+        first connection."""
         if online and self._ingest_down:
             self._ingest_since = ts_ms
+        elif not online and not self._ingest_down:  # the rows already alarmed as it begins
+            self._dead_at_outage = self._st["level"][: self._n, R_DEAD] > 0
         self._ingest_down = not online
 
     # -- out of service ------------------------------------------------------------------

@@ -670,6 +670,10 @@ class Service:
 
     async def start(self) -> None:
         self.snapshot_engine()  # a restore point (with its replay mark) before the first reading
+        # no session yet: the deadman waits for the first connection (a restart to fix a broker
+        # outage must not charge the outage to every sensor; the pause is not in snapshots)
+        self.engine.ingest_status(False, self.clock())
+        self._ingest_up = False
         self._tasks = [
             asyncio.create_task(self.pipeline.run(), name="pipeline"),
             asyncio.create_task(self._ticker(), name="ticker"),

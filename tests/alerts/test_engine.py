@@ -242,8 +242,9 @@ def test_gateway_offline_clears_existing_deadman_alarms_of_its_sensors() -> None
 
 def test_our_own_ingest_outage_raises_and_clears_no_deadman() -> None:
     """The centre loses its broker: every sensor falls silent at once, and that is one outage
-    of ours, not an alarm per sensor. A deadman open before it stays; none is raised during
-    it; after it every sensor's deadman counts from the reconnection."""
+    of ours, not an alarm per sensor. None is raised or cleared during it; afterwards a
+    sensor's silence counts from the reconnection, except one already alarmed before the
+    outage, whose silence was real and goes on (and escalates) until it reports."""
     e = make_engine([sensor("GT-1", "gas.combustible", interval_s=5.0), sensor("GT-2", "gas.combustible",
                                                                           interval_s=5.0)])
     e.tick(T0)
@@ -255,12 +256,32 @@ def test_our_own_ingest_outage_raises_and_clears_no_deadman() -> None:
     assert e.level(0, "deadman") is Level.BLUE  # stands: no yellow from our outage either
     back = T0 + 41 * MIN
     e.ingest_status(True, back)
-    assert of_rule(e, e.tick(back + 15 * S), "deadman") == []  # three intervals from the return
+    # GT-1 was dead before: its own silence goes on (41 min: yellow); GT-2's counts from the return
+    assert of_rule(e, e.tick(back + 15 * S), "deadman") == [(0, "blue", "yellow")]
     tr = e.tick(back + 16 * S)
-    assert of_rule(e, tr, "deadman") == [(1, "none", "blue")]  # GT-1 already blue (age from the return)
+    assert of_rule(e, tr, "deadman") == [(1, "none", "blue")]
     e.ingest_status(True, back + 17 * S)  # an "online" while online moves nothing
     assert of_rule(e, e.tick(back + 18 * S), "deadman") == []
-    assert of_rule(e, feed(e, 0, back + 19 * S, 1.0), "deadman") == [(0, "blue", "none")]  # it reports
+    assert of_rule(e, feed(e, 0, back + 19 * S, 1.0), "deadman") == [(0, "yellow", "none")]  # it reports
+
+
+def test_a_restart_during_our_outage_charges_it_to_no_sensor() -> None:
+    """Restarted to fix the broker connection: the snapshot's clock is current, the sensors'
+    last readings are from before the outage. The service starts as down until its first
+    connection, so the outage is not charged to them."""
+    sensors = [sensor("GT-1", "gas.combustible", interval_s=5.0)]
+    e = make_engine(sensors)
+    e.tick(T0)
+    feed(e, 0, T0 + 1 * S, 1.0)
+    e.ingest_status(False, T0 + 2 * S)
+    for t in (T0 + 10 * MIN, T0 + 39 * MIN):
+        e.tick(t)
+    again = make_engine(sensors)
+    again.restore(e.snapshot())
+    again.ingest_status(False, T0 + 40 * MIN)  # Service.start()
+    again.ingest_status(True, T0 + 41 * MIN)  # its first connection
+    assert of_rule(again, again.tick(T0 + 41 * MIN + 15 * S), "deadman") == []
+    assert of_rule(again, again.tick(T0 + 41 * MIN + 16 * S), "deadman") == [(0, "none", "blue")]
 
 
 def test_unknown_gateway_status_is_ignored() -> None:
