@@ -132,6 +132,7 @@ class AlarmEngine:
         self._ring_v = np.full((window, self._st.cap), np.nan)
         self._ring_t = np.zeros((window, self._st.cap), np.int64)
         self._gw: dict[tuple[str, str], tuple[bool, int]] = {}  # (enterprise, device) -> (online, since)
+        self._gw_for: dict[int, tuple[str, str]] = {}  # row carrying a root alarm -> the device it is for
         self._clock = NO_TS           # newest now_ms seen (restart grace reference)
         self._resume_from = NO_TS     # saved clock of a restored snapshot, until the first call
         self._ingest_down = False     # the service's own MQTT session is down (ingest_status)
@@ -225,7 +226,10 @@ class AlarmEngine:
         # the row carrying each device's root alarm, -1 none (derived from levels: restore needs nothing)
         self._gw_row = np.full(nd, -1, np.int32)
         carrying = np.flatnonzero((self._st["level"][:n, R_GW] > 0) & (dev >= 0))
-        self._gw_row[dev[carrying]] = carrying
+        for r in carrying.tolist():  # a row re-registered on another device carries not for it
+            d = int(dev[r])
+            if self._gw_for.get(r, cfg.dev_keys[d]) == cfg.dev_keys[d] and self._gw_row[d] < 0:
+                self._gw_row[d] = r  # (the stale ones clear at the next tick)
         # each device's first row in service, -1 when every sensor on it is out of service
         on = np.flatnonzero((dev >= 0) & ~cfg.off[:n])
         first = np.full(nd, n, np.int64)
@@ -1035,8 +1039,7 @@ class AlarmEngine:
             ok = d >= 0
             ok[ok] = self._dev_offline[d[ok]] & (self._gw_row[d[ok]] == gl[ok])
             if not ok.all():
-                stale = gl[~ok].astype(np.int32)
-                self._set(R_GW, stale, np.zeros(len(stale), np.int8), np.nan, now_ms, out)
+                self._clear_gateways(gl[~ok].astype(np.int32), now_ms, out)
 
     def _raise_gateways(self, devs: I32, lvl: I8, ts_ms: int, out: _Out) -> None:
         """Offline devices ``devs``: their root alarm at ``lvl`` (yellow regraded by the main
@@ -1051,12 +1054,20 @@ class AlarmEngine:
         want = np.where(keep, cur, self._gw_first[devs]).astype(np.int32)
         moved = (cur >= 0) & (cur != want)
         if moved.any():
-            self._set(R_GW, cur[moved], np.zeros(int(moved.sum()), np.int8), np.nan, ts_ms, out)
+            self._clear_gateways(cur[moved], ts_ms, out)
         has = want >= 0
         rows, lv = want[has], lvl[has].copy()
         self._grade_by_meter(lv, cfg.ent[rows], ts_ms)
         self._set(R_GW, rows, lv, np.nan, ts_ms, out)
+        for r, d in zip(rows.tolist(), devs[has].tolist(), strict=True):
+            self._gw_for[r] = cfg.dev_keys[d]
         self._gw_row[devs] = want
+
+    def _clear_gateways(self, rows: I32, ts_ms: int, out: _Out) -> None:
+        """Rows' root alarms clear (their device is back, or they no longer carry it)."""
+        self._set(R_GW, rows, np.zeros(len(rows), np.int8), np.nan, ts_ms, out)
+        for r in rows.tolist():
+            self._gw_for.pop(r, None)
 
     def _grade_by_meter(self, lvl: npt.NDArray[np.int8], ent: I32, now_ms: int,
                         exempt: npt.NDArray[np.bool_] | None = None) -> None:
@@ -1093,7 +1104,7 @@ class AlarmEngine:
         if online:
             cur = self._gw_row[d : d + 1].copy()  # the transitions keep the rows array
             if cur[0] >= 0:
-                self._set(R_GW, cur, np.zeros(1, np.int8), np.nan, ts_ms, out)
+                self._clear_gateways(cur, ts_ms, out)
                 self._gw_row[d] = -1
         else:
             self._raise_gateways(np.array([d], np.int32), np.array([Level.BLUE], np.int8), ts_ms, out)
@@ -1217,6 +1228,10 @@ class AlarmEngine:
         snap["gw.device"] = np.array([k[1] for k in keys], dtype=np.str_)
         snap["gw.online"] = np.array([self._gw[k][0] for k in keys], dtype=bool)
         snap["gw.since"] = np.array([self._gw[k][1] for k in keys], dtype=np.int64)
+        carried = sorted(self._gw_for.items())
+        snap["gw.carrier_row"] = np.array([r for r, _ in carried], dtype=np.int64)
+        snap["gw.carrier_enterprise"] = np.array([k[0] for _, k in carried], dtype=np.str_)
+        snap["gw.carrier_device"] = np.array([k[1] for _, k in carried], dtype=np.str_)
         snap["clock"] = np.array([self._clock], np.int64)
         snap["rule_names"] = np.array(self.rule_names, dtype=np.str_)
         snap.update(self._power.snapshot(self._n))
@@ -1247,6 +1262,11 @@ class AlarmEngine:
             (str(e), str(d)): (bool(o), int(s))
             for e, d, o, s in zip(snap.get("gw.enterprise", []), snap.get("gw.device", []),
                                   snap.get("gw.online", []), snap.get("gw.since", []), strict=True)
+        }
+        self._gw_for = {  # older snapshots: none (every carrying row is taken as its device's)
+            int(r): (str(e), str(d))
+            for r, e, d in zip(snap.get("gw.carrier_row", []), snap.get("gw.carrier_enterprise", []),
+                               snap.get("gw.carrier_device", []), strict=True)
         }
         self._rebuild_gateways()
         self._rebuild_areas()

@@ -198,3 +198,24 @@ def test_a_sensor_moved_to_another_device_drops_the_old_devices_root_alarm(kerne
     tr = eng.tick(T0 + 2000)
     assert sorted(of_rule(eng, tr, "gateway_offline")) == [(0, "blue", "none"), (1, "none", "blue")]
     assert of_rule(eng, eng.tick(T0 + 3000), "gateway_offline") == []
+
+
+def test_a_sensor_moved_onto_another_offline_device_leaves_that_devices_alarm_alone(kernel: bool) -> None:
+    """Found by review: A carries GW9's root alarm, B carries GW1's; B is registered again on
+    GW9 while both are offline. GW9's own alarm stays on A; B's, raised for GW1, clears and
+    GW1's moves to its next sensor. Also across a restart in between."""
+    sensors = [sensor("A", "gas.combustible", device="GW9"), sensor("B", "gas.combustible"),
+               sensor("C", "gas.combustible")]
+    eng = make_engine(sensors, kernel=kernel)
+    feed(eng, [0, 1, 2], [T0] * 3, [3.0] * 3)
+    eng.gateway_status("E1", "GW9", False, T0 + 1000)
+    eng.gateway_status("E1", "GW1", False, T0 + 1000)
+    assert [eng.level(r, "gateway_offline") for r in range(3)] == [Level.BLUE, Level.BLUE, Level.NONE]
+    sensors[1] = replace(sensors[1], device_id="GW9")
+    eng.sync(sensors, enterprises())
+    back = make_engine(sensors, kernel=kernel)
+    back.restore(eng.snapshot())
+    for e in (eng, back):
+        tr = e.tick(T0 + 2000)
+        assert sorted(of_rule(e, tr, "gateway_offline")) == [(1, "blue", "none"), (2, "none", "blue")]
+        assert of_rule(e, e.tick(T0 + 3000), "gateway_offline") == []
