@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from plantwatch.domain import AlarmStatus, Level
+from plantwatch.registry import copy_json
 
 
 @dataclass(slots=True)
@@ -58,21 +59,12 @@ class Alarm:
         field: ``dataclasses.asdict``'s generic deep copy was most of the cost of an alarm
         storm, ~150 us an alarm; docs/benchmarks.md.)"""
         d = {name: getattr(self, name) for name in _ALARM_FIELDS}
-        d["extra"] = _copy_json(self.extra)
+        d["extra"] = copy_json(self.extra)
         d["level"] = self.level.label
         d["peak_level"] = self.peak_level.label
         d["status"] = str(self.status)
         d["value"] = _finite_or_none(self.value)
         return d
-
-
-def _copy_json(v: Any) -> Any:
-    """A copy of a JSON-like value (dicts and lists copied, scalars shared)."""
-    if isinstance(v, dict):
-        return {k: _copy_json(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_copy_json(x) for x in v]
-    return v
 
 
 def _finite_or_none(v: float | None) -> float | None:

@@ -100,12 +100,13 @@ class Sensor:
         return (self.enterprise_id, self.id)
 
 
-def _copy_json(v: Any) -> Any:
-    """A copy of a JSON-like value (dicts and lists copied, scalars shared)."""
+def copy_json(v: Any) -> Any:
+    """A copy of a JSON-like value: dicts copied, lists and tuples copied as lists, scalars
+    shared (what ``dataclasses.asdict`` gave for JSON data, at a fraction of its cost)."""
     if isinstance(v, dict):
-        return {k: _copy_json(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_copy_json(x) for x in v]
+        return {k: copy_json(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [copy_json(x) for x in v]
     return v
 
 
@@ -114,8 +115,8 @@ def sensor_mapping(s: Sensor) -> dict[str, Any]:
     4.5 s a 100k-sensor registry took to save."""
     hold = s.out_of_service
     return {"enterprise_id": s.enterprise_id, "id": s.id, "kind": s.kind, "device_id": s.device_id,
-            "area": s.area, "unit": s.unit, "interval_s": s.interval_s, "thresholds": _copy_json(s.thresholds),
-            "params": _copy_json(s.params),
+            "area": s.area, "unit": s.unit, "interval_s": s.interval_s, "thresholds": copy_json(s.thresholds),
+            "params": copy_json(s.params),
             "out_of_service": None if hold is None else {"since_ms": hold.since_ms, "until_ms": hold.until_ms,
                                                           "by": hold.by, "reason": hold.reason}}
 
@@ -390,4 +391,4 @@ class Registry:
         return len(self.sensors)
 
 
-__all__ = ["KINDS", "Enterprise", "OutOfService", "Registry", "RegistryError", "Sensor", "sensor_mapping"]
+__all__ = ["KINDS", "Enterprise", "OutOfService", "Registry", "RegistryError", "Sensor", "copy_json", "sensor_mapping"]
