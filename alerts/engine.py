@@ -197,6 +197,7 @@ class AlarmEngine:
         }
         self._q_hi = np.where(self._st["busy"][: cfg.n], -np.inf, cfg.q_hi)
         self._rebuild_gateways()
+        self._rebuild_carriers()
         self._rebuild_areas()
         self._rebuild_interlocks()
         if self._clock != NO_TS:  # the equipment state must not wait for the next tick
@@ -221,6 +222,13 @@ class AlarmEngine:
                 if st[0]:
                     self._dev_since[d] = st[1]
         self._row_dev = np.where(cfg.dev >= 0, cfg.dev, nd).astype(np.int32)
+
+    def _rebuild_carriers(self) -> None:
+        """Which row carries each device's root alarm, and each device's first row in service:
+        after a recompile, a hold change or a restore (between them ``_raise_gateways`` and
+        ``_clear_gateways`` keep the carriers; a status message needs no O(fleet) pass)."""
+        cfg = self._cfg
+        nd = len(cfg.dev_keys)
         n = cfg.n
         dev = cfg.dev[:n]
         # the row carrying each device's root alarm, -1 none (derived from levels: restore needs nothing)
@@ -1135,7 +1143,7 @@ class AlarmEngine:
         self._cfg.off[r] = off
         self._n_off = int(np.count_nonzero(self._cfg.off))
         self._rebuild_areas()
-        self._rebuild_gateways()  # a root alarm on a row going out moves at the next tick
+        self._rebuild_carriers()  # a root alarm on a row going out moves at the next tick
 
     def resume(self, rows: I32, now_ms: int) -> None:
         """Rows back in service at ``now_ms`` (after :meth:`sync` has compiled them in): their
@@ -1269,6 +1277,7 @@ class AlarmEngine:
                                snap.get("gw.carrier_device", []), strict=True)
         }
         self._rebuild_gateways()
+        self._rebuild_carriers()
         self._rebuild_areas()
         self._clock = int(snap.get("clock", np.array([NO_TS]))[0])
         self._resume_from = self._clock
