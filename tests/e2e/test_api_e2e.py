@@ -215,7 +215,9 @@ kind = "gas.combustible"
         _publish(broker, "plants/E1/GW1/telemetry", json.dumps({"sensor": "GT-1", "ts": now, "value": 55.0}))
         wait_for(lambda: "plantwatch_ingest_out_of_service_readings_total 1.0" in svc.metrics(), 10.0,
                  "the held reading counted")
-        stored = svc.get(f"/api/v1/readings?enterprise_id=E1&sensor_id=GT-1&start={now - 1}&end={now + 1}")
+        # counted when evaluated; stored when the writer process commits it, a moment later
+        query = f"/api/v1/readings?enterprise_id=E1&sensor_id=GT-1&start={now - 1}&end={now + 1}"
+        stored = wait_for(lambda: svc.get(query), 10.0, "the held reading stored")
         assert [r["value"] for r in stored] == [55.0]
         assert {a["rule"] for a in svc.get("/api/v1/alarms")} == {"out_of_service"}
 
