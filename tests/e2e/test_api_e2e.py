@@ -167,7 +167,12 @@ kind = "dust.hopper_temperature"
         assert rules("status=open&enterprise_id=E1") == {("GT-1", "orange")}
         assert rules("status=closed") == set()
 
-        raw = svc.get(f"/api/v1/readings?enterprise_id=E1&sensor_id=GT-1&start={now - 120_000}&end={now + 1}")
+        # alarms are raised when readings are evaluated; the writer process stores them a moment later
+        def history() -> list[dict[str, Any]] | None:
+            got: list[dict[str, Any]] = svc.get(
+                f"/api/v1/readings?enterprise_id=E1&sensor_id=GT-1&start={now - 120_000}&end={now + 1}")
+            return got if len(got) >= 7 else None
+        raw = wait_for(history, 10.0, "the history stored")
         assert [r["value"] for r in raw] == [1, 2, 3, 4, 5, 6, 55]
         agg = svc.get(f"/api/v1/readings?enterprise_id=E1&sensor_id=GT-1&start={now - 60_000}&end={now + 1}"
                       "&window_s=30")
