@@ -137,7 +137,7 @@ class AlarmEngine:
         self._resume_from = NO_TS     # saved clock of a restored snapshot, until the first call
         self._ingest_down = False     # the service's own MQTT session is down (ingest_status)
         self._ingest_since = NO_TS    # when it last came back (deadman grace)
-        self._dead_at_outage = np.zeros(0, bool)  # rows whose deadman was raised when it went down
+        self._dead_at_outage = np.zeros(0, np.intp)  # rows whose deadman was raised when it went down
         self._replay_floor = np.zeros(0, np.int64)  # newest ts per row at restore (see replay)
         self._cfg: Compiled = compile_config([], {})
         self._n = 0
@@ -231,13 +231,19 @@ class AlarmEngine:
         nd = len(cfg.dev_keys)
         n = cfg.n
         dev = cfg.dev[:n]
-        # the row carrying each device's root alarm, -1 none (derived from levels: restore needs nothing)
+        # the row carrying each device's root alarm, -1 none: from the levels and the device each
+        # was raised for (``_gw_for``, in snapshots)
         self._gw_row = np.full(nd, -1, np.int32)
-        carrying = np.flatnonzero((self._st["level"][:n, R_GW] > 0) & (dev >= 0))
-        for r in carrying.tolist():  # a row re-registered on another device carries not for it
+        carrying = np.flatnonzero(self._st["level"][:n, R_GW] > 0)
+        stale = []
+        for r in carrying.tolist():  # a row re-registered on another device (or none) carries not for it
             d = int(dev[r])
-            if self._gw_for.get(r, cfg.dev_keys[d]) == cfg.dev_keys[d] and self._gw_row[d] < 0:
-                self._gw_row[d] = r  # (the stale ones clear at the next tick)
+            mine = d >= 0 and self._gw_for.get(r, cfg.dev_keys[d]) == cfg.dev_keys[d]
+            if mine and self._dev_offline[d] and self._gw_row[d] < 0:
+                self._gw_row[d] = r
+            else:
+                stale.append(r)
+        self._gw_stale = np.array(stale, np.int32)  # their levels clear at the next tick
         # each device's first row in service, -1 when every sensor on it is out of service
         on = np.flatnonzero((dev >= 0) & ~cfg.off[:n])
         first = np.full(nd, n, np.int64)
@@ -990,10 +996,10 @@ class AlarmEngine:
             ref = np.maximum(seen, self._dev_since[self._row_dev])
             if self._ingest_since != NO_TS:  # silence counts from our return, except on rows already
                 # alarmed when it began: theirs was real, it goes on (and escalates) as if never paused
-                before = np.zeros(n, bool)
-                k = min(n, len(self._dead_at_outage))
-                before[:k] = self._dead_at_outage[:k]
-                ref = np.where(before, ref, np.maximum(ref, self._ingest_since))
+                before = self._dead_at_outage
+                real = ref[before]
+                ref = np.maximum(ref, self._ingest_since)
+                ref[before] = real
             age = now_ms - ref
             dl = np.where(age > cfg.dm_yellow_ms, np.int8(Level.YELLOW),
                           np.where(age > cfg.dm_blue_ms, np.int8(Level.BLUE), np.int8(0))).astype(np.int8)
@@ -1041,13 +1047,15 @@ class AlarmEngine:
             self._raise_gateways(offline.astype(np.int32), lvl.astype(np.int8), now_ms, out)
         # a root alarm on a row that no longer carries one clears: its sensor was registered
         # again on another device (one that is online, or whose alarm another row carries)
-        gl = np.flatnonzero(self._st["level"][: cfg.n, R_GW])
-        if len(gl):
+        if len(self._gw_stale):
+            gl = self._gw_stale
+            self._gw_stale = np.zeros(0, np.int32)
+            gl = gl[self._st["level"][gl, R_GW] > 0]
             d = cfg.dev[gl]
-            ok = d >= 0
-            ok[ok] = self._dev_offline[d[ok]] & (self._gw_row[d[ok]] == gl[ok])
-            if not ok.all():
-                self._clear_gateways(gl[~ok].astype(np.int32), now_ms, out)
+            keep = d >= 0  # unless it has become its new device's carrier since
+            keep[keep] = self._gw_row[d[keep]] == gl[keep]
+            if not keep.all():
+                self._clear_gateways(gl[~keep], now_ms, out)
 
     def _raise_gateways(self, devs: I32, lvl: I8, ts_ms: int, out: _Out) -> None:
         """Offline devices ``devs``: their root alarm at ``lvl`` (yellow regraded by the main
@@ -1121,6 +1129,11 @@ class AlarmEngine:
         self._settle()
         return out.build()
 
+    @property
+    def ingest_up(self) -> bool:
+        """What :meth:`ingest_status` was last told (True before it was ever called)."""
+        return not self._ingest_down
+
     def ingest_status(self, online: bool, ts_ms: int) -> None:
         """The service's own MQTT session: while it is down no deadman is raised or cleared
         (every sensor falls silent at once when the centre loses its broker or uplink; that
@@ -1132,7 +1145,7 @@ class AlarmEngine:
         if online and self._ingest_down:
             self._ingest_since = ts_ms
         elif not online and not self._ingest_down:  # the rows already alarmed as it begins
-            self._dead_at_outage = self._st["level"][: self._n, R_DEAD] > 0
+            self._dead_at_outage = np.flatnonzero(self._st["level"][: self._n, R_DEAD])
         self._ingest_down = not online
 
     # -- out of service ------------------------------------------------------------------

@@ -121,7 +121,6 @@ class Service:
         self._writer = writer
         self.pipeline = Pipeline(settings, self.registry, self.readings, self, self.metrics, clock, writer=writer)
         self._tasks: list[asyncio.Task[None]] = []
-        self._ingest_up = True  # as the engine was told (ingest_status), while ingest runs
         self.started_ms = clock()
         self._last_compact_ms = self.started_ms
         # gateway statuses since the last engine snapshot; those replayed below stay logged
@@ -490,9 +489,8 @@ class Service:
         now = self.clock() if now_ms is None else now_ms
         if self._tasks:  # ingest is running: our own MQTT session's state goes to the deadman
             up = self.pipeline.connected
-            if up != self._ingest_up:
+            if up != self.engine.ingest_up:
                 self.engine.ingest_status(up, now)
-                self._ingest_up = up
                 if not up:
                     log.warning("MQTT session down: deadman alarms paused until it is back "
                                 "(sensors' silence is ours)")
@@ -673,7 +671,6 @@ class Service:
         # no session yet: the deadman waits for the first connection (a restart to fix a broker
         # outage must not charge the outage to every sensor; the pause is not in snapshots)
         self.engine.ingest_status(False, self.clock())
-        self._ingest_up = False
         self._tasks = [
             asyncio.create_task(self.pipeline.run(), name="pipeline"),
             asyncio.create_task(self._ticker(), name="ticker"),
