@@ -34,7 +34,7 @@ import numpy as np
 
 from alerts.compile import Compiled
 from alerts.engine import AlarmEngine
-from plantwatch.registry import Enterprise, Sensor
+from plantwatch.registry import Enterprise, Registry, Sensor
 
 T0 = 1_795_459_200_000
 STEP_MS = 5_000
@@ -57,6 +57,16 @@ def registry(n: int) -> tuple[list[Sensor], dict[str, Enterprise]]:
                               area=f"A{i // 10}", interval_s=5.0, params=params, row=i))
     ents = {f"E{j}": Enterprise(id=f"E{j}") for j in range((n + 199) // 200)}
     return sensors, ents
+
+
+def filled(sensors: list[Sensor], ents: dict[str, Enterprise]) -> Registry:
+    """A Registry holding ``registry(n)``'s enterprises and sensors (rows as given)."""
+    reg = Registry()
+    for e in ents.values():
+        reg.upsert_enterprise(e)
+    for s in sensors:
+        reg.upsert_sensor(s)
+    return reg
 
 
 @dataclass

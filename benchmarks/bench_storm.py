@@ -22,9 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import T0, registry
+from bench_engine import T0, filled, registry
 
-from plantwatch.registry import Registry
 from plantwatch.service import Service
 from plantwatch.settings import Settings
 
@@ -39,11 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     after: list[float] = []
     opened = 0
     for _ in range(a.runs):
-        reg = Registry()
-        for e in ents.values():
-            reg.upsert_enterprise(e)
-        for s in sensors:
-            reg.upsert_sensor(s)
+        reg = filled(sensors, ents)
         now = [T0]
 
         def clock(now: list[int] = now) -> int:

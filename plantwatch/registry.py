@@ -110,6 +110,10 @@ def copy_json(v: Any) -> Any:
     return v
 
 
+def _enterprise_mapping(e: Enterprise) -> dict[str, Any]:
+    return {**asdict(e), "production_status": str(e.production_status)}
+
+
 def sensor_mapping(s: Sensor) -> dict[str, Any]:
     """``asdict(s)`` without ``row``, written out: ``asdict``'s generic deep copy took 4 of the
     4.5 s a 100k-sensor registry took to save."""
@@ -233,8 +237,7 @@ class Registry:
         with self._lock:
             return {
                 "format": 1,
-                "enterprise": [{**asdict(e), "production_status": str(e.production_status)}
-                               for e in self.enterprises.values()],
+                "enterprise": [_enterprise_mapping(e) for e in self.enterprises.values()],
                 "sensor": [sensor_mapping(s) for s in self.sensors],
             }
 
@@ -243,7 +246,7 @@ class Registry:
         reused until it is replaced: the service saves the registry on every change, and at
         100k sensors encoding all of them takes ~1 s (measured), reusing them ~0.05 s."""
         with self._lock:
-            ents = [{**asdict(e), "production_status": str(e.production_status)} for e in self.enterprises.values()]
+            ents = [_enterprise_mapping(e) for e in self.enterprises.values()]
             enc = self._encoded
             for i, s in enumerate(self.sensors):
                 if i < len(enc) and enc[i][0] is s:

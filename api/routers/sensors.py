@@ -11,14 +11,10 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from api.deps import ServiceDep
 from api.schemas import ActionIn, OutOfServiceIn, RemoveIn, SensorIn
-from plantwatch.registry import RegistryError, Sensor, sensor_mapping
+from plantwatch.registry import RegistryError, sensor_mapping
 from plantwatch.service import SensorStateError
 
 router = APIRouter(prefix="/sensors", tags=["sensors"])
-
-
-def _to_json(s: Sensor) -> dict[str, Any]:
-    return sensor_mapping(s)
 
 
 @router.get("")
@@ -34,7 +30,7 @@ async def list_sensors(
     match = [s for s in pool if (kind is None or s.kind == kind)
              and (removed or s.out_of_service is None or not s.out_of_service.removed)]
     response.headers["X-Total-Count"] = str(len(match))
-    return [_to_json(s) for s in match[offset:offset + limit]]
+    return [sensor_mapping(s) for s in match[offset:offset + limit]]
 
 
 @router.get("/unregistered")
@@ -49,7 +45,7 @@ async def get_sensor(enterprise_id: str, sensor_id: str, svc: ServiceDep) -> dic
     s = svc.registry.sensor(enterprise_id, sensor_id)
     if s is None:
         raise HTTPException(404, f"sensor {enterprise_id}/{sensor_id} is not registered")
-    return _to_json(s)
+    return sensor_mapping(s)
 
 
 @router.post("", status_code=201)
@@ -64,7 +60,7 @@ async def add_sensors(body: SensorIn | list[SensorIn], svc: ServiceDep) -> list[
         out = svc.register_sensors([item.as_mapping() for item in items])
     except RegistryError as exc:
         raise HTTPException(422, str(exc)) from None
-    return [_to_json(s) for s in out]
+    return [sensor_mapping(s) for s in out]
 
 
 def _state_call(svc: Any, enterprise_id: str, sensor_id: str, fn: Any, *args: Any) -> dict[str, Any]:
@@ -73,7 +69,7 @@ def _state_call(svc: Any, enterprise_id: str, sensor_id: str, fn: Any, *args: An
     if svc.registry.sensor(enterprise_id, sensor_id) is None:
         raise HTTPException(404, f"sensor {enterprise_id}/{sensor_id} is not registered")
     try:
-        return _to_json(fn(enterprise_id, sensor_id, *args))
+        return sensor_mapping(fn(enterprise_id, sensor_id, *args))
     except SensorStateError as exc:
         raise HTTPException(409, str(exc)) from None
 
