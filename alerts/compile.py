@@ -110,8 +110,6 @@ class Compiled:
     ent_ids: list[str]
     dev_keys: list[tuple[str, str]]
     area_keys: list[tuple[str, str]]
-    area_anchor: I32         # first voting row of each area, -1 none (the vote itself is carried
-                             # by the first detector at stage 2, see AlarmEngine._vote)
     ent_status: list[str]    # production status per enterprise index
     ent_capacity: F64
     #: quiet band: a reading with q_lo < value < q_hi on a row with no level and no timer
@@ -168,7 +166,7 @@ def _ladder_values(ld: Ladder) -> list[float | None]:
 #: counts, key lists, per-enterprise/device/area arrays, the sensor's identity (enterprise,
 #: device, area, hold) and the quiet band (derived from the rest at the end).
 _NOT_SETTINGS = frozenset({"n", "ent", "dev", "area", "off", "ent_ids", "dev_keys", "area_keys",
-                           "area_anchor", "ent_status", "ent_capacity", "q_lo", "q_hi"})
+                           "ent_status", "ent_capacity", "q_lo", "q_hi"})
 
 
 def _frozen(v: Any) -> Any:
@@ -234,7 +232,7 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
         run_min=np.full(n, np.nan), main_meter=np.zeros(n, bool),
         ent=np.full(n, -1, np.int32), dev=np.full(n, -1, np.int32), area=np.full(n, -1, np.int32),
         ent_ids=[], dev_keys=[], area_keys=[],
-        area_anchor=np.zeros(0, np.int32), ent_status=[], ent_capacity=np.zeros(0),
+        ent_status=[], ent_capacity=np.zeros(0),
         q_lo=np.zeros(n), q_hi=np.zeros(n), off=np.zeros(n, bool),
     )
     ent_index: dict[str, int] = {}
@@ -280,12 +278,6 @@ def compile_config(sensors: list[Sensor], enterprises: Mapping[str, Enterprise],
     c.dev[:] = dev_row
     c.area[:] = area_row
     c.off[:] = [s.out_of_service is not None for s in sensors]
-    # each area's first voting detector (-1: none)
-    na = len(c.area_keys)
-    voters = np.flatnonzero(c.votes & (c.area >= 0))
-    anchor = np.full(na, n, np.int64)
-    np.minimum.at(anchor, c.area[voters], voters)
-    c.area_anchor = np.where(anchor < n, anchor, -1).astype(np.int32)
     _quiet_band(c)
     return c
 
