@@ -345,8 +345,7 @@ class Service:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             try:
-                self._persist(snap)
-                self._drop_logged(n)
+                self._write_captured(snap, n)
             except Exception:  # the change itself stands; only its restore point is missing
                 log.exception("engine snapshot after a hold change failed; the previous restore point stays")
             return
@@ -358,7 +357,7 @@ class Service:
                     await prev
             try:
                 await asyncio.to_thread(self._persist, snap)
-                self._drop_logged(n)
+                self._drop_logged(n)  # on the event loop: the gateway log is appended there
             except Exception:
                 log.exception("engine snapshot after a hold change failed; the previous restore point stays")
 
@@ -633,7 +632,11 @@ class Service:
     def snapshot_engine(self) -> None:
         """Save the engine's restore point now (start, stop, tests); the ticker uses
         :meth:`snapshot_engine_async`."""
-        snap, n = self._capture_engine()
+        self._write_captured(*self._capture_engine())
+
+    def _write_captured(self, snap: dict[str, np.ndarray[Any, Any]], n: int) -> None:
+        """Write a state :meth:`_capture_engine` copied, then forget what it holds of the
+        gateway log (on the event loop's thread, or with no loop: the log is appended there)."""
         self._persist(snap)
         self._drop_logged(n)
 
