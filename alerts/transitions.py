@@ -48,6 +48,18 @@ class Transitions:
     def take(self, idx: npt.NDArray[np.intp]) -> Transitions:
         return Transitions(*(getattr(self, f)[idx] for f in self.__slots__))
 
+    def most_severe_first(self) -> Transitions:
+        """The same transitions, the (row, rule) pairs ordered by the highest level each reaches
+        here, highest first; a pair's own sequence and ties keep their order (stable). An alarm
+        storm is applied in slices in this order, so its red alarms reach the staff first."""
+        if len(self) < 2:
+            return self
+        key = self.row.astype(np.int64) << 16 | self.rule.astype(np.int64)
+        _, inv = np.unique(key, return_inverse=True)
+        top = np.zeros(int(inv.max()) + 1, np.int16)
+        np.maximum.at(top, inv, self.level.astype(np.int16))
+        return self.take(np.argsort(-top[inv], kind="stable"))
+
     def last_per_pair(self) -> Transitions:
         """Only the newest transition of each (row, rule), in their original order: the net
         change of a sequence (what a replay must tell a book that already saw the sequence)."""

@@ -23,7 +23,7 @@ class Level(IntEnum):
     @property
     def label(self) -> str:
         """Lower-case colour name used on the wire (``"red"``) or ``"none"``."""
-        return self.name.lower()
+        return _LEVEL_LABELS[self]  # a tuple, not ``name.lower()``: an alarm storm reads it 6x an alarm
 
     @property
     def grade(self) -> int:
@@ -39,6 +39,7 @@ class Level(IntEnum):
             raise ValueError(f"unknown alarm level {name!r}; expected red, orange, yellow or blue") from None
 
 
+_LEVEL_LABELS: tuple[str, ...] = tuple(lv.name.lower() for lv in Level)  # indexed by the level's value
 ALARM_LEVELS: tuple[Level, ...] = (Level.BLUE, Level.YELLOW, Level.ORANGE, Level.RED)
 
 

@@ -45,11 +45,18 @@ class EventHub:
     def __len__(self) -> int:
         return len(self._subs)
 
+    @staticmethod
+    def _takes(sub: Subscriber, enterprise_id: str, level: Level, notify: bool) -> bool:
+        return ((sub.enterprise_id is None or sub.enterprise_id == enterprise_id) and level >= sub.min_level
+                and (notify or sub.include_shelved))
+
+    def wanted(self, enterprise_id: str, level: Level, notify: bool = True) -> bool:
+        """Whether any subscriber takes such a message (the caller may skip building it)."""
+        return any(self._takes(sub, enterprise_id, level, notify) for sub in self._subs)
+
     def publish(self, message: dict[str, Any], enterprise_id: str, level: Level, notify: bool = True) -> None:
         for sub in list(self._subs):
-            if sub.enterprise_id is not None and sub.enterprise_id != enterprise_id:
-                continue
-            if level < sub.min_level or (not notify and not sub.include_shelved):
+            if not self._takes(sub, enterprise_id, level, notify):
                 continue
             try:
                 sub.queue.put_nowait(message)

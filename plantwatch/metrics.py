@@ -32,6 +32,9 @@ class Metrics:
             "plantwatch_alarms_raised", "Alarms raised, by level at raise time", ["level"], registry=r)
         self.alarm_events = Counter(
             "plantwatch_alarm_events", "Alarm lifecycle events, by type", ["type"], registry=r)
+        self.alarm_backlog = Gauge(
+            "plantwatch_alarm_backlog",
+            "Engine transitions of an alarm storm waiting to be applied (in slices, most severe first)", registry=r)
         self.alarms_open = Gauge(
             "plantwatch_alarms_open", "Alarms not closed, by level", ["level"], registry=r)
         self.store_written = Counter(

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,11 @@ RISK_WINDOW_MS = 24 * 3600 * 1000
 MAX_OUT_OF_SERVICE_MS = 7 * 24 * 3600 * 1000
 """Longest maintenance hold (ms): a sensor out of service longer than a week is removed or back."""
 R_OOS, R_REMOVED = "out_of_service", "removed"
+STORM_SLICE = 500
+"""Engine transitions the alarm book applies per event-loop turn. More at once (an alarm storm:
+a region's uplink cut, 100k deadman alarms in one tick, ~70 us each: ~40 ms a slice) wait in a backlog, most
+severe first, and are applied a slice per turn, so ingest, the API and WebSocket clients keep
+running meanwhile (docs/lifecycle.md)."""
 
 
 class SensorStateError(ValueError):
@@ -127,6 +132,10 @@ class Service:
         # until a snapshot holds them (start() takes one), so a second crash replays them again
         self._gw_log: list[list[Any]] = self._load_gateway_log()
         self._snap_task: asyncio.Task[None] | None = None
+        # engine transitions not yet applied to the book (an alarm storm), each with its ``now``
+        self._backlog: deque[tuple[Transitions, int]] = deque()
+        self._backlog_n = 0
+        self._drain_task: asyncio.Task[None] | None = None
         self._catch_up(replay_mark, self._gw_log)
         self._hold_end: int | None = None  # earliest end of a maintenance hold (ms)
         self._reconcile_holds()
@@ -281,6 +290,7 @@ class Service:
         now = self.clock()
         s = self._sensor(enterprise_id, sensor_id)
         by, reason = _text("by", by), _text("reason", reason)
+        self._flush_backlog()  # the sensor's pending alarm changes happened before the hold
         if s.out_of_service is not None and s.out_of_service.removed:
             raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} was removed; register it again to reinstate it")
         if not now < until_ms <= now + MAX_OUT_OF_SERVICE_MS:
@@ -316,6 +326,7 @@ class Service:
 
     def _end_holds(self, sensors: list[Sensor], now: int, by: str, comment: str) -> list[Sensor]:
         """Back in service at ``now``: one registry save and one recompile for all of them."""
+        self._flush_backlog()
         out = [self.registry.set_out_of_service(s.enterprise_id, s.id, None) for s in sensors]
         self._save_registry()
         self._sync_engine()
@@ -371,6 +382,7 @@ class Service:
         now = self.clock()
         s = self._sensor(enterprise_id, sensor_id)
         by, reason = _text("by", by), _text("reason", reason)
+        self._flush_backlog()  # the sensor's pending alarm changes happened before the hold
         if s.out_of_service is not None and s.out_of_service.removed:
             raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} is already removed")
         s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(now, None, by, reason))
@@ -410,6 +422,7 @@ class Service:
     def _reconcile_holds(self) -> None:
         """At start: the ``out_of_service`` alarms agree with the registry, and removed sensors
         hold no level (a crash between saving one and the other leaves them apart)."""
+        self._flush_backlog()
         now = self.clock()
         changes: list[Change] = []
         gone = np.array([s.row for s in self.registry.held()
@@ -459,24 +472,81 @@ class Service:
 
     # -- alarm changes ---------------------------------------------------------------------
     def _apply(self, tr: Transitions, now_ms: int) -> None:
-        if len(tr):
+        """Hand engine transitions to the book: at once, or, for a storm larger than
+        :data:`STORM_SLICE` (and anything after it, in order), through the backlog: the most
+        severe slice now, the rest a slice per event-loop turn. Without a running loop
+        (start-up, tools): all at once."""
+        if not len(tr):
+            return
+        if not self._backlog and len(tr) <= STORM_SLICE:
             self.publish(self.book.apply(tr, now_ms))
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush_backlog()
+            self.publish(self.book.apply(tr, now_ms))
+            return
+        self._backlog.append((tr.most_severe_first() if len(tr) > STORM_SLICE else tr, now_ms))
+        self._backlog_n += len(tr)
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = loop.create_task(self._drain(), name="alarm-backlog")
+        self._apply_slice()
+
+    def _apply_slice(self) -> None:
+        """Apply up to :data:`STORM_SLICE` backlogged transitions, oldest first."""
+        left = STORM_SLICE
+        while self._backlog and left:
+            tr, now = self._backlog[0]
+            if len(tr) <= left:
+                self._backlog.popleft()
+                part = tr
+            else:
+                part, rest = tr.take(np.arange(left)), tr.take(np.arange(left, len(tr)))
+                self._backlog[0] = (rest, now)
+            left -= len(part)
+            self._backlog_n -= len(part)
+            self.metrics.alarm_backlog.set(self._backlog_n)
+            self.publish(self.book.apply(part, now))
+
+    def _flush_backlog(self) -> None:
+        """Apply the whole backlog now: before a hold change or an engine snapshot (a
+        restore point must not hold engine levels whose alarms the book has not seen)."""
+        while self._backlog:
+            self._apply_slice()
+
+    async def _drain(self) -> None:
+        while self._backlog:
+            await asyncio.sleep(0)  # one turn of the loop for everything else
+            try:
+                self._apply_slice()
+            except Exception:  # as any apply: logged, the service goes on (that slice's changes are lost)
+                log.exception("alarm backlog: applying a slice failed")
 
     def publish(self, changes: list[Change]) -> None:
         """Persist, count and fan out alarm changes (in that order: stored before pushed)."""
         if not changes:
             return
         self.alarms.save_changes(changes)
+        events: Counter[str] = Counter()
+        raised: Counter[Level] = Counter()
+        hub = self.hub
         for alarm, event in changes:
-            self.metrics.alarm_events.labels(event.type).inc()
+            events[event.type] += 1
             if event.type == "raised":
-                self.metrics.alarms_raised.labels(alarm.level.label).inc()
+                raised[alarm.level] += 1
             # a shelved alarm's changes are stored and streamed marked notify=false (nobody is
             # paged); its shelving and unshelving themselves are news
             notify = not suppressed(alarm) or event.type in ("shelved", "unshelved")
-            self.hub.publish({"event": event.to_json(), "alarm": alarm.to_json(), "notify": notify},
-                             alarm.enterprise_id, alarm.level, notify)
-        self._refresh_open_gauge()
+            if hub.wanted(alarm.enterprise_id, alarm.level, notify):  # the wire form only if someone reads it
+                hub.publish({"event": event.to_json(), "alarm": alarm.to_json(), "notify": notify},
+                            alarm.enterprise_id, alarm.level, notify)
+        for typ, k in events.items():  # counted per call, not per change (a storm has 100k changes)
+            self.metrics.alarm_events.labels(typ).inc(k)
+        for lv, k in raised.items():
+            self.metrics.alarms_raised.labels(lv.label).inc(k)
+        if not self._backlog:  # a storm in slices counts once, at its end (the count walks every open alarm)
+            self._refresh_open_gauge()
 
     def _refresh_open_gauge(self) -> None:
         counts = self.book.open_counts()
@@ -495,11 +565,8 @@ class Service:
                                 "(sensors' silence is ours)")
         self._expire_holds(now)
         self._sync_engine()
-        tr = self.engine.tick(now)
-        changes = self.book.apply(tr, now) if len(tr) else []
-        changes += self.book.tick(now)
-        changes += self._check_buffer(now)
-        self.publish(changes)
+        self._apply(self.engine.tick(now), now)
+        self.publish(self.book.tick(now) + self._check_buffer(now))
 
     def _check_buffer(self, now_ms: int) -> list[Change]:
         """System alarm ``store/buffer_near_full``: orange at the spool's near-full mark, red at
@@ -580,6 +647,7 @@ class Service:
         mark is read first: a reading is evaluated before it is handed to the store, so every
         chunk at or below the mark is already in the state, and a restart replays only the
         chunks above it. Also returns how many logged gateway statuses the copy holds."""
+        self._flush_backlog()  # the book first: a restore point's levels all have their alarms
         mark_of = getattr(self.readings, "replay_mark", None)
         mark = int(mark_of()) if mark_of is not None else -1
         snap = self.engine.snapshot()
@@ -658,13 +726,17 @@ class Service:
         interval = self.settings.tick_interval_ms / 1000.0
         snap_every = max(1, round(self.settings.snapshot_interval_s * 1000 / self.settings.tick_interval_ms))
         n = 0
+        snap_due = False
         while True:
             await asyncio.sleep(interval)
             try:
                 self.tick()
                 n += 1
-                if n % snap_every == 0 and (self._snap_task is None or self._snap_task.done()):
-                    self._snap_task = asyncio.create_task(self._snapshot_in_background(), name="snapshot")
+                # not while a storm drains (capturing would apply the rest at once): next tick
+                if (n % snap_every == 0 or snap_due) and (self._snap_task is None or self._snap_task.done()):
+                    snap_due = bool(self._backlog)
+                    if not snap_due:
+                        self._snap_task = asyncio.create_task(self._snapshot_in_background(), name="snapshot")
                 await self.maybe_compact(self.clock())
             except Exception:
                 log.exception("ticker iteration failed; continuing")
@@ -686,6 +758,11 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
+        if self._drain_task is not None:  # the final snapshot below applies what is left
+            self._drain_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._drain_task
+            self._drain_task = None
         self.hub.close()
         try:
             if self._snap_task is not None:
@@ -707,7 +784,8 @@ class Service:
             "mqtt_connected": self.pipeline.connected,
             "sensors": len(self.registry),
             "enterprises": len(self.registry.enterprises),
-            "open_alarms": len(self.book.open_alarms()),
+            "open_alarms": len(self.book),
+            "alarm_backlog": self._backlog_n,
             "uptime_s": (self.clock() - self.started_ms) / 1000.0,
             **({"store_writer": {"pid": w.pid, "ready": w.ready, "restarts": w.restarts,
                                  "queued_readings": w.inflight}}

@@ -18,6 +18,7 @@ connection per calling thread, so API queries never wait for a write to finish.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -586,14 +587,22 @@ def _encoder(annotation: str) -> Callable[[Any], Any] | None:
     return None
 
 
-def _row_params(obj: Any, encoders: Sequence[tuple[str, Callable[[Any], Any] | None]]) -> tuple[Any, ...]:
-    """The column values of ``obj`` (an Alarm or AlarmEvent) as stored (the annotations are
-    matched once per column, not per value: an alarm storm writes thousands of rows)."""
-    out = []
-    for name, enc in encoders:
-        v = getattr(obj, name)
-        out.append(v if v is None or enc is None else enc(v))
-    return tuple(out)
+class _RowCodec:
+    """How one table's records (Alarm or AlarmEvent) are stored: every column read in one C
+    call, then only the columns with an encoder converted, chosen once per column (an alarm
+    storm writes thousands of rows; a getattr and a test per column was most of its cost)."""
+
+    def __init__(self, cols: Sequence[tuple[str, str]]) -> None:
+        self._get = operator.attrgetter(*(n for n, _ in cols))
+        self._enc = [(i, e) for i, (_, t) in enumerate(cols) if (e := _encoder(t)) is not None]
+
+    def params(self, obj: Any) -> tuple[Any, ...]:
+        vals = list(self._get(obj))
+        for i, enc in self._enc:
+            v = vals[i]
+            if v is not None:
+                vals[i] = enc(v)
+        return tuple(vals)
 
 
 def _decode(annotation: str, v: Any) -> Any:
@@ -608,8 +617,8 @@ def _decode(annotation: str, v: Any) -> Any:
     return v
 
 
-_ALARM_ENC = [(n, _encoder(t)) for n, t in _ALARM_COLS]
-_EVENT_ENC = [(n, _encoder(t)) for n, t in _EVENT_COLS]
+_ALARM_ROWS = _RowCodec(_ALARM_COLS)
+_EVENT_ROWS = _RowCodec(_EVENT_COLS)
 
 
 def _schema_sql(table: str, cols: list[tuple[str, str]], key: str) -> str:
@@ -660,7 +669,7 @@ class SQLiteAlarmStore:
 
     @staticmethod
     def _alarm_params(a: Alarm) -> tuple[Any, ...]:
-        return _row_params(a, _ALARM_ENC)
+        return _ALARM_ROWS.params(a)
 
     @staticmethod
     def _alarm_of(row: Sequence[Any]) -> Alarm:
@@ -679,7 +688,7 @@ class SQLiteAlarmStore:
         # transaction of the only writer, ending at last_insert_rowid()
         with self._db.transaction("save_changes") as conn:
             conn.executemany(self._upsert, [self._alarm_params(a) for a, _ in changes])
-            conn.executemany(self._insert_event, [_row_params(e, _EVENT_ENC) for _, e in changes])
+            conn.executemany(self._insert_event, [_EVENT_ROWS.params(e) for _, e in changes])
             last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
         first = last - len(changes) + 1
         for k, (_, event) in enumerate(changes):  # only after the commit succeeded
