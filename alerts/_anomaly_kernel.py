@@ -37,9 +37,11 @@ _SD_TO_MAD = math.sqrt(2.0 / math.pi)
 # ``rf`` (float64) and ``ri`` (int64). One base pointer and constant offsets instead of twenty
 # strided arrays: fewer registers spilled per sample (~12 % faster, docs/benchmarks.md).
 COLUMNS = ("n", "mean", "scale", "spread", "short", "mu_u", "var_u", "head", "env_hi", "env_lo", "ref",
-           "sum_old", "sumsq_old", "sum_rec", "fired", "t0", "tod_short", "tod_mu", "tod_var", "tod_n")
+           "sum_old", "sumsq_old", "sum_rec", "fired", "t0", "tod_short", "tod_mu", "tod_var", "tod_n",
+           "ep_in", "ep_peak", "ep_last", "ep_head")
 (C_N, C_MEAN, C_SCALE, C_SPREAD, C_SHORT, C_MU_U, C_VAR_U, C_HEAD, C_ENV_HI, C_ENV_LO, C_REF, C_SUM_OLD,
- C_SUMSQ_OLD, C_SUM_REC, C_FIRED, C_T0, C_TOD_SHORT, C_TOD_MU, C_TOD_VAR, C_TOD_N) = range(len(COLUMNS))
+ C_SUMSQ_OLD, C_SUM_REC, C_FIRED, C_T0, C_TOD_SHORT, C_TOD_MU, C_TOD_VAR, C_TOD_N,
+ C_EP_IN, C_EP_PEAK, C_EP_LAST, C_EP_HEAD) = range(len(COLUMNS))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -78,16 +80,19 @@ def tail_values(z, coef, z0, inv_h, out):  # type: ignore[no-untyped-def]  # pra
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ignore[no-untyped-def]  # pragma: no cover
-                rf, ri, ring, sea, tod_cnt,
-                alpha_mean, alpha_scale, alpha_short, alpha_long, w, warmup, tail_digits, novelty_z,
+                rf, ri, ring, sea, tod_cnt, ep_peaks, ep_ends,
+                alpha_mean, alpha_scale, alpha_short, alpha_long, w, warmup, tail_digits, novelty_z, novelty_width,
                 envelope_decay, robust_clip, min_sd, max_z, scale_floor, season, season_ms, season_alpha,
                 season_c, season_lo, season_min, tod, tod_bins, tod_alpha, tod_digits, tod_gate,
-                tod_min_sd, tod_min_learn, t0_unset, fire_level, refractory):
+                tod_min_sd, tod_min_learn, t0_unset, ep_z, ep_gap, ep_memory, ep_rho, ep_beta,
+                fire_level, refractory):
     big = ring.shape[1]
+    slots = ep_peaks.shape[1]
     nbk = sea.shape[1]
     nrows = rows.shape[0]
     # the tail transform and the score's assembly run in a second, tight loop over these parts
     zt = np.empty(nrows)  # argument of the Gaussian tail
+    damp = np.empty(nrows)  # factor of the tail score for past episodes as large (1: none)
     nov = np.empty(nrows)  # novelty score (-1: off)
     gate = np.empty(nrows)  # seasonal damping factor (-1: none)
     refr = np.empty(nrows)  # refractory factor (-1: off)
@@ -143,12 +148,33 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         mu_u = rf[r, C_MU_U]
         var_u = rf[r, C_VAR_U]
         sd_u = max(math.sqrt(var_u), min_sd)
-        zt[i] = (short - mu_u) / sd_u
+        z_t = (short - mu_u) / sd_u
+        zt[i] = z_t
+        # 3a. recurring episodes of surprise (the slots are read only at a surprise: rare)
+        above = z_t >= ep_z
+        damp[i] = 1.0
+        if above and ep_beta > 0:
+            past = 0
+            lim = ep_rho * z_t
+            for j in range(slots):
+                if ep_peaks[r, j] >= lim and n - ep_ends[r, j] <= ep_memory:
+                    past += 1
+            damp[i] = 1.0 / (1.0 + ep_beta * past)  # (rare: a division is fine here)
+        if above:
+            rf[r, C_EP_PEAK] = max(rf[r, C_EP_PEAK], z_t) if ri[r, C_EP_IN] == 1 else z_t
+            ri[r, C_EP_LAST] = n
+            ri[r, C_EP_IN] = 1
+        elif ri[r, C_EP_IN] == 1 and n - ri[r, C_EP_LAST] > ep_gap:
+            hd = ri[r, C_EP_HEAD]
+            ep_peaks[r, hd] = rf[r, C_EP_PEAK]
+            ep_ends[r, hd] = n
+            ri[r, C_EP_HEAD] = 0 if hd + 1 == slots else hd + 1
+            ri[r, C_EP_IN] = 0
         hi = x if first else rf[r, C_ENV_HI]
         lo = x if first else rf[r, C_ENV_LO]
         nov[i] = -1.0
         if novelty_z > 0:
-            z_ext = max(max(x - hi, lo - x), 0.0) / max(spread, floor)
+            z_ext = max(max(x - hi, lo - x), 0.0) / max(max(spread, floor), novelty_width * (hi - lo))
             nov[i] = min(max(z_ext * inv_nov, 0.0), 1.0)
         live[i] = n >= warmup
         # 4. seasonal damping
@@ -270,6 +296,7 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         score = 0.0
         if live[i]:
             score = min(max(_neg_log10_tail(zt[i], tail_coef, tail_z0, tail_inv_h) / (2.0 * tail_digits), 0.0), 1.0)
+            score = score * damp[i]
             if nov[i] >= 0.0:
                 score = max(score, nov[i])
             if gate[i] >= 0.0:

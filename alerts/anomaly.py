@@ -76,6 +76,7 @@ class AnomalyParams:
     warmup: int = 30  # samples scored 0 while the state settles
     tail_digits: float = 8.0  # score 0.5 <=> Gaussian tail probability 10**-tail_digits
     novelty_z: float = 1.5  # excess beyond the envelope (residual-scale units) that scores 0.5; 0 = off
+    novelty_width: float = 0.05  # ... where the unit is at least this fraction of the envelope's width
     envelope_decay: float = 0.0002  # per-sample contraction of the envelope toward its middle
     robust_clip: float = 5.0  # long-run stats learn deviations clipped at this many sd (0 = off)
     min_sd: float = 0.01  # floor of the short surprise's long-run standard deviation
@@ -96,6 +97,12 @@ class AnomalyParams:
     # it learns the novelty's long-run statistics after one season (day) of history and scores after two
     tod_min_sd: float = 1e-3  # floor of the novelty average's long-run standard deviation
     tod_min_learn: int = 100  # samples its long-run statistics must have learnt before it scores
+    episode_z: float = 4.5  # tail argument of the short surprise at which an episode of surprise starts
+    episode_gap: int = 10  # samples below it that end the episode (its peak is then remembered)
+    episode_slots: int = 8  # past episode peaks remembered per sensor
+    episode_memory: int = 5000  # samples an ended episode is remembered
+    episode_rho: float = 1.0  # a past episode counts against one whose z is at most its peak / rho
+    episode_beta: float = 0.1  # tail score / (1 + beta x past episodes as large); 0 = off
     fire_level: float = 0.5  # a score at or above this starts the refractory period
     refractory: int = 150  # samples over which scores ramp back from 0 to 1 after a fire
 
@@ -114,6 +121,10 @@ class AnomalyParams:
                 or self.tod_min_learn < 0):
             raise ValueError("AnomalyParams: need tod_bins >= 1, 0 < tod_alpha <= 1, tod_digits > 0, tod_min_sd > 0, "
                              "tod_min_learn >= 0")
+        if (self.novelty_width < 0 or self.episode_gap < 0 or self.episode_slots < 1 or self.episode_memory < 0
+                or self.episode_rho <= 0 or self.episode_beta < 0):
+            raise ValueError("AnomalyParams: need novelty_width >= 0, episode_gap >= 0, episode_slots >= 1, "
+                             "episode_memory >= 0, episode_rho > 0, episode_beta >= 0")
 
 
 _LN10 = math.log(10.0)
@@ -173,6 +184,8 @@ def tail_table() -> F64:
 
 T0_UNSET = np.iinfo(np.int64).min
 """``t0`` of a row that has seen no sample since the time-of-day state was created."""
+EP_NEVER = -(10**15)
+"""Sample count of an episode that never was (far enough back to be outside any memory)."""
 
 # per-sensor state: 1-D arrays (name, dtype, initial value) and 2-D arrays (name, width attribute)
 _STATE1 = (
@@ -196,11 +209,19 @@ _STATE1 = (
     ("tod_mu", np.float64, 0.0),  # its long-run mean
     ("tod_var", np.float64, 0.0),  # and variance
     ("tod_n", np.int64, 0),  # samples those have learnt
+    ("ep_in", np.int64, 0),  # 1 while an episode of surprise is open
+    ("ep_peak", np.float64, 0.0),  # its peak tail argument so far
+    ("ep_last", np.int64, EP_NEVER),  # sample count when it was last at or above episode_z
+    ("ep_head", np.int64, 0),  # next slot of the past-episode tables
 )
 _STATE2 = ("ring", "s_mean", "s_dev", "s_cnt")
 _STATE3 = ("tod_cnt",)  # uint8 (rows, tod_bins x season_buckets): visits per value band and bucket, saturating
-_NEW_STATE = ("t0", "tod_short", "tod_mu", "tod_var", "tod_n", "tod_cnt")  # absent from snapshots of older versions
-_STATE_NAMES = tuple(s[0] for s in _STATE1) + _STATE2 + _STATE3
+# (rows, episode_slots): peaks of past episodes of surprise and the sample counts they ended at
+_STATE4: tuple[tuple[str, type[np.generic], float | int], ...] = (
+    ("ep_peaks", np.float64, 0.0), ("ep_ends", np.int64, EP_NEVER))
+_NEW_STATE = ("t0", "tod_short", "tod_mu", "tod_var", "tod_n", "tod_cnt",  # absent from snapshots of older versions
+              "ep_in", "ep_peak", "ep_last", "ep_head", "ep_peaks", "ep_ends")
+_STATE_NAMES = tuple(s[0] for s in _STATE1) + _STATE2 + _STATE3 + tuple(s[0] for s in _STATE4)
 
 
 class AnomalyScorer:
@@ -247,6 +268,12 @@ class AnomalyScorer:
     tod_var: F64
     tod_n: I64
     tod_cnt: npt.NDArray[np.uint8]
+    ep_in: I64
+    ep_peak: F64
+    ep_last: I64
+    ep_head: I64
+    ep_peaks: F64
+    ep_ends: I64
     ring: F64
     s_mean: F64
     s_dev: F64
@@ -268,12 +295,14 @@ class AnomalyScorer:
         self.s_mean, self.s_dev, self.s_cnt = (self._season[:, :, k] for k in range(3))
         self.ring = np.zeros((cap, self.params.ring))
         self.tod_cnt = np.zeros((cap, self.params.tod_bins * self.params.season_buckets), np.uint8)
+        for name, dt, init in _STATE4:
+            setattr(self, name, np.full((cap, self.params.episode_slots), init, dt))
 
     def bytes_per_sensor(self) -> int:
         """State bytes per sensor row (fixed; independent of how many samples were learnt)."""
         per = sum(np.dtype(dt).itemsize for _, dt, _ in _STATE1)
         p = self.params
-        return per + 8 * (p.ring + 3 * p.season_buckets) + p.tod_bins * p.season_buckets
+        return per + 8 * (p.ring + 3 * p.season_buckets + 2 * p.episode_slots) + p.tod_bins * p.season_buckets
 
     def grow(self, capacity: int) -> None:
         """Make room for sensor rows ``[0, capacity)``; existing state is kept."""
@@ -310,11 +339,11 @@ class AnomalyScorer:
             if arr.shape != (cap,):
                 raise ValueError(f"snapshot array {name} has shape {arr.shape}, expected ({cap},)")
             loaded[name] = arr
-        table_types: list[tuple[str, type[np.generic]]] = [(k, np.float64) for k in _STATE2]
-        for name, dt2 in table_types + [(k, np.uint8) for k in _STATE3]:
+        table_types: list[tuple[str, type[np.generic], float | int]] = [(k, np.float64, 0.0) for k in _STATE2]
+        for name, dt2, init2 in table_types + [(k, np.uint8, 0) for k in _STATE3] + list(_STATE4):
             want: tuple[int, ...] = (cap, getattr(self, name).shape[1])
             if name not in snap and name in _NEW_STATE:
-                loaded[name] = np.zeros(want, dt2)
+                loaded[name] = np.full(want, init2, dt2)
                 continue
             arr2: np.ndarray = np.asarray(snap[name], dtype=dt2).copy()
             if arr2.shape != want:
@@ -347,15 +376,17 @@ class AnomalyScorer:
         p = self.params
         out = np.empty(len(r))
         score_learn(r, x, ts, out, _tail_coef(), TAIL_Z0, 1.0 / TAIL_H, self._rec_f, self._rec_i, self.ring,
-                    self._season, self.tod_cnt,
+                    self._season, self.tod_cnt, self.ep_peaks, self.ep_ends,
                     float(p.alpha_mean), float(p.alpha_scale), float(p.alpha_short), float(p.alpha_long),
                     int(p.level_window), int(p.warmup), float(p.tail_digits), float(p.novelty_z),
+                    float(p.novelty_width),
                     float(p.envelope_decay), float(p.robust_clip), float(p.min_sd), float(p.max_z),
                     float(p.scale_floor), bool(p.season), int(p.season_ms), float(p.season_alpha),
                     float(p.season_c), float(p.season_lo), float(p.season_min), bool(p.tod), int(p.tod_bins),
                     float(p.tod_alpha), float(p.tod_digits), float(p.tod_gate), float(p.tod_min_sd),
                     int(p.tod_min_learn), T0_UNSET,
-                    float(p.fire_level), int(p.refractory))
+                    float(p.episode_z), int(p.episode_gap), int(p.episode_memory), float(p.episode_rho),
+                    float(p.episode_beta), float(p.fire_level), int(p.refractory))
         return out
 
     def _score_learn_numpy(self, r: npt.NDArray[np.intp], x: F64, ts: I64) -> F64:
@@ -393,12 +424,20 @@ class AnomalyScorer:
         short = np.where(first, 0.0, (1 - p.alpha_short) * self.short[r] + p.alpha_short * u)
         mu_u = self.mu_u[r]
         sd_u = np.maximum(np.sqrt(self.var_u[r]), p.min_sd)
-        score = np.clip(-log10_gauss_tail((short - mu_u) / sd_u) / (2.0 * p.tail_digits), 0.0, 1.0)
+        z_tail = (short - mu_u) / sd_u
+        score = np.clip(-log10_gauss_tail(z_tail) / (2.0 * p.tail_digits), 0.0, 1.0)
+        # 3a. recurring episodes: damped by the past episodes (still remembered) at least as large
+        above = z_tail >= p.episode_z
+        if p.episode_beta > 0:
+            past = ((self.ep_peaks[r] >= p.episode_rho * z_tail[:, None])
+                    & (n[:, None] - self.ep_ends[r] <= p.episode_memory)).sum(axis=1)
+            score = np.where(above, score / (1.0 + p.episode_beta * past), score)
         # 3b. novelty: beyond the (slowly contracting) envelope of everything seen so far
         hi = np.where(first, x, self.env_hi[r])
         lo = np.where(first, x, self.env_lo[r])
         if p.novelty_z > 0:
-            z_ext = np.maximum(np.maximum(x - hi, lo - x), 0.0) / np.maximum(spread, floor)
+            unit = np.maximum(np.maximum(spread, floor), p.novelty_width * (hi - lo))
+            z_ext = np.maximum(np.maximum(x - hi, lo - x), 0.0) / unit
             score = np.maximum(score, np.clip(0.5 * z_ext / p.novelty_z, 0.0, 1.0))
 
         # 4. seasonal damping
@@ -454,6 +493,7 @@ class AnomalyScorer:
         self.mu_u[r] = np.where(learn_u, mu_u + a_l * d, mu_u)
         self.var_u[r] = np.where(learn_u, (1 - a_l) * (self.var_u[r] + a_l * d * d), self.var_u[r])
         self._learn_ring(r, x, n)
+        self._learn_episodes(r, z_tail, above, n)
         a_q = np.maximum(p.season_alpha, 1.0 / (sc + 1.0))
         self.s_dev[r, bucket] = np.where(sc > 0, (1 - a_q) * sd + a_q * np.abs(x - sm), 0.0)
         self.s_mean[r, bucket] = np.where(sc > 0, (1 - a_q) * sm + a_q * x, x)
@@ -476,6 +516,21 @@ class AnomalyScorer:
         self.t0[r] = t0
         self.n[r] = n + 1
         return np.asarray(score, dtype=np.float64)
+
+    def _learn_episodes(self, r: npt.NDArray[np.intp], z: F64, above: npt.NDArray[np.bool_], n: I64) -> None:
+        """Open, extend or end each row's episode of surprise; an ended one's peak is remembered."""
+        p = self.params
+        was_in = self.ep_in[r] == 1
+        self.ep_peak[r] = np.where(above, np.where(was_in, np.maximum(self.ep_peak[r], z), z), self.ep_peak[r])
+        self.ep_last[r] = np.where(above, n, self.ep_last[r])
+        ends = ~above & was_in & (n - self.ep_last[r] > p.episode_gap)
+        self.ep_in[r] = np.where(above, 1, np.where(ends, 0, self.ep_in[r]))
+        done = r[ends]
+        if done.size:
+            head = self.ep_head[done]
+            self.ep_peaks[done, head] = self.ep_peak[done]
+            self.ep_ends[done, head] = n[ends]
+            self.ep_head[done] = (head + 1) % p.episode_slots
 
     def _learn_ring(self, r: npt.NDArray[np.intp], x: F64, n: I64) -> None:
         """Insert ``x`` into the rings and update the running sums in O(1) per row."""

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.anomaly import AnomalyScorer, log10_gauss_tail, score_series
+from alerts.anomaly import EP_NEVER, AnomalyScorer, log10_gauss_tail, score_series
 
 MIN_MS = 60_000
 
@@ -223,7 +223,9 @@ def test_restore_of_a_smaller_snapshot_keeps_capacity_and_fresh_rows() -> None:
 
 
 @pytest.mark.parametrize(("seed", "params"), [(0, {}), (1, {}), (2, {}),
-                                              (3, {"fire_level": 0.0, "refractory": 10, "season": False})])
+                                              (3, {"fire_level": 0.0, "refractory": 10, "season": False}),
+                                              (4, {"episode_slots": 2, "episode_memory": 150, "episode_gap": 2,
+                                                   "episode_z": 2.0, "episode_beta": 0.5})])
 def test_compiled_kernel_equals_the_numpy_specification(seed: int, params: dict[str, Any]) -> None:
     """The numba kernel (default backend) against the whole-array formulation: same scores
     and the same state after a stream with noise, level shifts, spikes and a flat stretch,
@@ -248,6 +250,7 @@ def test_compiled_kernel_equals_the_numpy_specification(seed: int, params: dict[
     assert sa.keys() == sb.keys()
     for key in sa:
         np.testing.assert_allclose(sa[key], sb[key], rtol=1e-9, atol=1e-9, err_msg=key)
+    assert (sa["ep_ends"] > EP_NEVER).any()  # episodes of surprise ended and were remembered
 
 
 def test_the_kernel_reads_the_state_records_by_the_scorers_column_order() -> None:
@@ -358,3 +361,62 @@ def test_old_snapshots_without_time_of_day_state_restore_with_it_fresh() -> None
         assert not snap[key].any(), key
     assert np.isfinite(restored.score_learn(rows, np.full(2, x[300]), np.full(2, ts[300]))).all()
     assert int(restored.snapshot()["t0"][0]) == ts[300]  # the day of history counts from here
+
+
+def _daily_spikes(n: int, heights: list[float], seed: int = 0) -> np.ndarray:
+    """A quiet CPU-like series (0.07 +- 0.005) with a spike of ``heights[k]`` every 290 samples
+    (ec2_cpu_utilization_c6585a of NAB: a daily job, not an incident)."""
+    x = 0.07 + np.random.default_rng(seed).normal(0.0, 0.005, n)
+    for k, h in enumerate(heights):
+        x[300 + 290 * k] = h
+    return x
+
+
+def test_a_spike_that_recurs_at_one_size_is_learnt_as_usual_a_larger_one_still_fires() -> None:
+    """The tail score of an episode of surprise is divided by 1 + beta x the remembered past
+    episodes at least as large, and a new maximum counts as novel only by a margin that is a
+    fraction of the envelope's width (a spike 0.05 above the last on a 1.4 spike is not new)."""
+    heights = [1.40 + 0.01 * k for k in range(12)] + [4.0]
+    x = _daily_spikes(300 + 290 * 13, heights)
+    ts = _ts(len(x))
+    at = [300 + 290 * k for k in range(13)]
+    now = score_series(x, ts)
+    before = score_series(x, ts, episode_beta=0.0, novelty_width=0.0)  # without both
+    assert (before[at[1:12]] >= 0.5).sum() >= 10  # every daily spike fired
+    assert (now[at[4:12]] < 0.5).all()  # from the fifth on they no longer do
+    assert (now[at[1:12]] <= before[at[1:12]] + 1e-12).all()
+    assert now[at[12]] >= 0.5  # a spike almost three times the usual one is news
+
+
+def test_episode_memory_expires() -> None:
+    """Past episodes count only within ``episode_memory`` samples: a spike after a long quiet
+    spell scores as the first did."""
+    heights = [1.4] * 6
+    x = _daily_spikes(300 + 290 * 6 + 3000, heights)
+    x[300 + 290 * 6 + 2500] = 1.4
+    ts = _ts(len(x))
+    # the tail score alone (the envelope has contracted meanwhile: the spike is also a new extreme)
+    short_memory = score_series(x, ts, episode_memory=1000, novelty_z=0.0)
+    long_memory = score_series(x, ts, episode_memory=100_000, novelty_z=0.0)
+    late = 300 + 290 * 6 + 2500
+    assert short_memory[late] == 1.0 > long_memory[late]  # forgotten: undamped; remembered: damped
+
+
+def test_old_snapshots_without_episode_state_restore_with_it_fresh() -> None:
+    x = _daily_spikes(1200, [1.4, 1.4, 1.4])
+    ts = _ts(len(x))
+    sc = AnomalyScorer(1)
+    row = np.zeros(1, np.int32)
+    for i in range(1000):
+        sc.score_learn(row, x[i : i + 1], ts[i : i + 1])
+    new_keys = ("ep_in", "ep_peak", "ep_last", "ep_head", "ep_peaks", "ep_ends")
+    assert (sc.snapshot()["ep_ends"] > EP_NEVER).any()
+    restored = AnomalyScorer(1)
+    restored.restore({k: v for k, v in sc.snapshot().items() if k not in new_keys})
+    snap = restored.snapshot()
+    assert int(snap["n"][0]) == 1000
+    assert (snap["ep_ends"] == EP_NEVER).all()
+    assert not snap["ep_peaks"].any()
+    assert not snap["ep_in"].any()
+    assert int(snap["ep_last"][0]) == EP_NEVER
+    assert np.isfinite(restored.score_learn(row, x[1000:1001], ts[1000:1001])).all()
