@@ -16,6 +16,8 @@ The scalar state is read through two 2-D views of one record per row (below), an
 by loop constants or by counts past an adaptive rate's limit are gone (a division costs more
 than the rest of a line): measured in this session's scorer-alone run at 2,000 / 100,000 rows,
 registry order, 121 / 152 ns -> 107 / 135 ns per sample, identical scores and NAB results.
+The recurring-episode damping (step 3a) reads its slots only at a surprise; it measured +3 ns
+per sample in cache (~105 -> ~107 ns at 2,000 rows; +3-8 % at 100,000, noisy).
 Results equal the numpy path to rounding (sums over the ring are taken in another order);
 ``tests/alerts/test_anomaly.py`` compares the two on random streams.
 """
@@ -92,7 +94,7 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
     nrows = rows.shape[0]
     # the tail transform and the score's assembly run in a second, tight loop over these parts
     zt = np.empty(nrows)  # argument of the Gaussian tail
-    damp = np.empty(nrows)  # factor of the tail score for past episodes as large (1: none)
+    damp = np.empty(nrows)  # factor of the tail score for past episodes as large (set where zt >= ep_z)
     nov = np.empty(nrows)  # novelty score (-1: off)
     gate = np.empty(nrows)  # seasonal damping factor (-1: none)
     refr = np.empty(nrows)  # refractory factor (-1: off)
@@ -152,8 +154,7 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         zt[i] = z_t
         # 3a. recurring episodes of surprise (the slots are read only at a surprise: rare)
         above = z_t >= ep_z
-        damp[i] = 1.0
-        if above and ep_beta > 0:
+        if above and ep_beta > 0:  # (damp is read only for these rows)
             past = 0
             lim = ep_rho * z_t
             for j in range(slots):
@@ -296,7 +297,8 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         score = 0.0
         if live[i]:
             score = min(max(_neg_log10_tail(zt[i], tail_coef, tail_z0, tail_inv_h) / (2.0 * tail_digits), 0.0), 1.0)
-            score = score * damp[i]
+            if zt[i] >= ep_z and ep_beta > 0:
+                score = score * damp[i]
             if nov[i] >= 0.0:
                 score = max(score, nov[i])
             if gate[i] >= 0.0:

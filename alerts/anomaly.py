@@ -18,9 +18,17 @@ sensors in the call (all numpy, no per-sensor Python loop):
    ``robust_clip`` sd, so one incident does not blind the sensor to the next); the
    Gaussian upper tail probability ``p`` maps to ``score = min(1, -log10(p) / (2 k))``:
    ``score >= 0.5`` means ``p <= 10**-k`` (``k = tail_digits``, default 8).
+   Recurring episodes: a run of ``short`` at a tail argument of at least ``episode_z`` is an
+   episode of surprise; each sensor remembers the peaks of its last ``episode_slots`` ended
+   episodes for ``episode_memory`` samples, and the tail score of a sample in an episode is
+   divided by ``1 + episode_beta * k``, ``k`` the remembered episodes at least as large (a
+   nightly job's spike of one size, every night, becomes usual; the robust clip above keeps
+   it from ever doing so in the long-run statistics, on purpose). A larger one is not damped.
    A second, direct score catches novelty: a value beyond the slowly contracting envelope
    (max and min) of everything the sensor has reported scores ``0.5`` at ``novelty_z``
-   residual scales outside it (a new extreme is an anomaly whatever its history of surprise).
+   residual scales outside it, the scale being at least ``novelty_width`` of the envelope's
+   width (a new extreme is an anomaly whatever its history of surprise; a spike 0.05 above
+   the last of many 1.4 spikes is not a new extreme).
 4. Seasonal damping: if the value is usual for this time of day (hour bucket, learnt per
    sensor), the score is scaled down to at least ``season_lo`` (a daily cycle is not an
    incident).
@@ -43,9 +51,9 @@ at one sample a minute that is under 0.1 fires per sensor-day, with scores >= 0.
 engine grades blue) rarer still. Faster sensors see proportionally more samples a day.
 
 A row's score depends only on that row and earlier ones: it is computed before the sample
-is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 1880 bytes with the
-defaults (a 128-value ring, 3 x 24 seasonal cells and 20 scalars, 8 bytes each, and 5 x 24
-one-byte visit counts).
+is learnt. Memory per sensor: :meth:`AnomalyScorer.bytes_per_sensor` = 2040 bytes with the
+defaults (a 128-value ring, 3 x 24 seasonal cells, 2 x 8 episode slots and 24 scalars, 8
+bytes each, and 5 x 24 one-byte visit counts).
 """
 
 from __future__ import annotations
