@@ -153,14 +153,17 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         z_t = (short - mu_u) / sd_u
         zt[i] = z_t
         # 3a. recurring episodes of surprise (the slots are read only at a surprise: rare)
-        above = z_t >= ep_z
-        if above and ep_beta > 0:  # (damp is read only for these rows)
-            past = 0
-            lim = ep_rho * z_t
-            for j in range(slots):
-                if ep_peaks[r, j] >= lim and n - ep_ends[r, j] <= ep_memory:
-                    past += 1
-            damp[i] = 1.0 / (1.0 + ep_beta * past)  # (rare: a division is fine here)
+        above = z_t >= ep_z and n - (warmup // 2) >= warmup  # once the long-run statistics have settled
+        if z_t >= ep_z:  # (rare; loop 2 reads damp only for these rows)
+            d = 1.0
+            if above and ep_beta > 0:
+                past = 0
+                lim = ep_rho * z_t
+                for j in range(slots):
+                    if ep_peaks[r, j] >= lim and n - ep_ends[r, j] <= ep_memory:
+                        past += 1
+                d = 1.0 / (1.0 + ep_beta * past)  # (a division is fine here)
+            damp[i] = d
         if above:
             rf[r, C_EP_PEAK] = max(rf[r, C_EP_PEAK], z_t) if ri[r, C_EP_IN] == 1 else z_t
             ri[r, C_EP_LAST] = n

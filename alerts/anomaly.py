@@ -129,10 +129,10 @@ class AnomalyParams:
                 or self.tod_min_learn < 0):
             raise ValueError("AnomalyParams: need tod_bins >= 1, 0 < tod_alpha <= 1, tod_digits > 0, tod_min_sd > 0, "
                              "tod_min_learn >= 0")
-        if (self.novelty_width < 0 or self.episode_gap < 0 or self.episode_slots < 1 or self.episode_memory < 0
-                or self.episode_rho <= 0 or self.episode_beta < 0):
-            raise ValueError("AnomalyParams: need novelty_width >= 0, episode_gap >= 0, episode_slots >= 1, "
-                             "episode_memory >= 0, episode_rho > 0, episode_beta >= 0")
+        if (self.novelty_width < 0 or self.episode_z <= 0 or self.episode_gap < 0 or self.episode_slots < 1
+                or not 0 <= self.episode_memory < 10**15 or self.episode_rho <= 0 or self.episode_beta < 0):
+            raise ValueError("AnomalyParams: need novelty_width >= 0, episode_z > 0, episode_gap >= 0, "
+                             "episode_slots >= 1, 0 <= episode_memory < 1e15, episode_rho > 0, episode_beta >= 0")
 
 
 _LN10 = math.log(10.0)
@@ -434,8 +434,10 @@ class AnomalyScorer:
         sd_u = np.maximum(np.sqrt(self.var_u[r]), p.min_sd)
         z_tail = (short - mu_u) / sd_u
         score = np.clip(-log10_gauss_tail(z_tail) / (2.0 * p.tail_digits), 0.0, 1.0)
-        # 3a. recurring episodes: damped by the past episodes (still remembered) at least as large
-        above = z_tail >= p.episode_z
+        # 3a. recurring episodes: damped by the past episodes (still remembered) at least as large;
+        # only once the long-run statistics have settled (where the robust clip starts: before,
+        # sd_u is its floor and every sensor's first samples would make a huge "episode")
+        above = (z_tail >= p.episode_z) & (n - (p.warmup // 2) >= p.warmup)
         if p.episode_beta > 0:
             past = ((self.ep_peaks[r] >= p.episode_rho * z_tail[:, None])
                     & (n[:, None] - self.ep_ends[r] <= p.episode_memory)).sum(axis=1)

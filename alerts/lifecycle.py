@@ -489,19 +489,27 @@ class AlarmBook:
         return self._emit(a, "unshelved", a.level, a.level, ts, by=by, comment=comment)
 
     # -- timers --------------------------------------------------------------------------
-    def tick(self, now_ms: int) -> list[Change]:
+    def tick(self, now_ms: int, skip: Callable[[Alarm], bool] | None = None) -> list[Change]:
         """Fire every timer due at or before ``now_ms``: shelving expiry, overdue ack/feedback.
 
         Events carry the instant the timer fell due (not ``now_ms``), so the outcome
-        does not depend on how often tick runs or on a restart in between.
+        does not depend on how often tick runs or on a restart in between. ``skip(alarm)``
+        true (asked only of alarms with a timer due): leave its timers to a later tick (the
+        service's alarms whose engine changes still wait in a storm's backlog: a clear on its
+        way must not be preceded by an overdue escalation).
         """
         out: list[Change] = []
         for aid in sorted(self._alarms):
             a = self._alarms[aid]
+            asked = skip is None
             while True:
                 due, what = self._next_timer(a)
                 if due is None or due > now_ms:
                     break
+                if not asked:
+                    asked = True
+                    if skip is not None and skip(a):
+                        break
                 if what == "shelve":
                     out.append(self._do_unshelve(a, due, None, "shelving expired"))
                 elif what == "ack":

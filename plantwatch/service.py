@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from ingest.batch import ReadingBatch
 from ingest.pipeline import Pipeline
 from ingest.store import SQLiteReadingStore, open_stores
 from ingest.store.writer import ThreadWriter, WriterProcess
+from plantwatch.backlog import Backlog, pair_key
 from plantwatch.clock import Clock, wall_ms
 from plantwatch.domain import ALARM_LEVELS, AlarmStatus, Level
 from plantwatch.hub import EventHub
@@ -133,8 +135,7 @@ class Service:
         self._gw_log: list[list[Any]] = self._load_gateway_log()
         self._snap_task: asyncio.Task[None] | None = None
         # engine transitions not yet applied to the book (an alarm storm), each with its ``now``
-        self._backlog: deque[tuple[Transitions, int]] = deque()
-        self._backlog_n = 0
+        self._backlog = Backlog()
         self._drain_task: asyncio.Task[None] | None = None
         self._catch_up(replay_mark, self._gw_log)
         self._hold_end: int | None = None  # earliest end of a maintenance hold (ms)
@@ -217,7 +218,7 @@ class Service:
                 log.exception("catch-up: reading the store after the snapshot failed; the rest is not replayed")
         try:
             statuses_until(np.iinfo(np.int64).max)
-            self._apply(Transitions.concat(seen).last_per_pair(), self.clock())
+            self._apply_now(Transitions.concat(seen).last_per_pair(), self.clock())  # here, inside this try
         except Exception:
             log.exception("catch-up: applying the replayed changes failed")
         if n or gw_events or failed:
@@ -290,12 +291,12 @@ class Service:
         now = self.clock()
         s = self._sensor(enterprise_id, sensor_id)
         by, reason = _text("by", by), _text("reason", reason)
-        self._flush_backlog()  # the sensor's pending alarm changes happened before the hold
         if s.out_of_service is not None and s.out_of_service.removed:
             raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} was removed; register it again to reinstate it")
         if not now < until_ms <= now + MAX_OUT_OF_SERVICE_MS:
             raise ValueError(f"duration: the hold must end in the future and at most "
                              f"{MAX_OUT_OF_SERVICE_MS // 3_600_000} h ahead, got {until_ms - now} ms from now")
+        self._flush_backlog()  # the sensor's pending alarm changes happened before the hold
         since = s.out_of_service.since_ms if s.out_of_service is not None else now
         s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(since, until_ms, by, reason))
         self._save_registry()
@@ -382,9 +383,9 @@ class Service:
         now = self.clock()
         s = self._sensor(enterprise_id, sensor_id)
         by, reason = _text("by", by), _text("reason", reason)
-        self._flush_backlog()  # the sensor's pending alarm changes happened before the hold
         if s.out_of_service is not None and s.out_of_service.removed:
             raise SensorStateError(f"sensor {enterprise_id}/{sensor_id} is already removed")
+        self._flush_backlog()  # the sensor's pending alarm changes happened before the removal
         s = self.registry.set_out_of_service(enterprise_id, sensor_id, OutOfService(now, None, by, reason))
         self._save_registry()
         self._sync_engine()
@@ -475,7 +476,7 @@ class Service:
         """Hand engine transitions to the book: at once, or, for a storm larger than
         :data:`STORM_SLICE` (and anything after it, in order), through the backlog: the most
         severe slice now, the rest a slice per event-loop turn. Without a running loop
-        (start-up, tools): all at once."""
+        (tools, tests): all at once."""
         if not len(tr):
             return
         if not self._backlog and len(tr) <= STORM_SLICE:
@@ -484,36 +485,66 @@ class Service:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._flush_backlog()
-            self.publish(self.book.apply(tr, now_ms))
+            self._apply_now(tr, now_ms)
             return
-        self._backlog.append((tr.most_severe_first() if len(tr) > STORM_SLICE else tr, now_ms))
-        self._backlog_n += len(tr)
+        self._backlog.add(tr.most_severe_first() if len(tr) > STORM_SLICE else tr, now_ms)
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = loop.create_task(self._drain(), name="alarm-backlog")
         self._apply_slice()
 
+    def _apply_now(self, tr: Transitions, now_ms: int) -> None:
+        """The backlog, then ``tr``, all in this step (start-up catch-up, no event loop)."""
+        self._flush_backlog()
+        if len(tr):
+            self.publish(self.book.apply(tr, now_ms))
+
     def _apply_slice(self) -> None:
         """Apply up to :data:`STORM_SLICE` backlogged transitions, oldest first."""
-        left = STORM_SLICE
-        while self._backlog and left:
-            tr, now = self._backlog[0]
-            if len(tr) <= left:
-                self._backlog.popleft()
-                part = tr
-            else:
-                part, rest = tr.take(np.arange(left)), tr.take(np.arange(left, len(tr)))
-                self._backlog[0] = (rest, now)
-            left -= len(part)
-            self._backlog_n -= len(part)
-            self.metrics.alarm_backlog.set(self._backlog_n)
+        for part, now in self._backlog.take(STORM_SLICE):
+            self.metrics.alarm_backlog.set(len(self._backlog))
             self.publish(self.book.apply(part, now))
+        if not self._backlog:
+            self._refresh_open_gauge()
 
     def _flush_backlog(self) -> None:
         """Apply the whole backlog now: before a hold change or an engine snapshot (a
         restore point must not hold engine levels whose alarms the book has not seen)."""
         while self._backlog:
             self._apply_slice()
+
+    def _settle(self, alarm_id: int) -> None:
+        """Before a staff action on an alarm: apply its own waiting transitions first (a close
+        must not overtake the reactivation that would have refused it, nor leave that
+        reactivation to raise a second alarm)."""
+        if not self._backlog:
+            return
+        a = self.book.get(alarm_id)
+        if a is None:
+            return
+        row, rule = int(a.extra.get("row", -1)), int(a.extra.get("rule_index", -1))
+        if row < 0 or rule < 0:
+            return
+        for part, now in self._backlog.take_pair(row, rule):
+            self.publish(self.book.apply(part, now))
+        self.metrics.alarm_backlog.set(len(self._backlog))
+
+    def _waiting(self) -> Callable[[Alarm], bool] | None:
+        """For the book's timers while a backlog waits: whether an alarm's engine changes are
+        still in it (its timers then wait for them). Computed on first use in a tick."""
+        if not self._backlog:
+            return None
+        pending: set[int] | None = None
+
+        def waiting(a: Alarm) -> bool:
+            nonlocal pending
+            row, rule = int(a.extra.get("row", -1)), int(a.extra.get("rule_index", -1))
+            if row < 0 or rule < 0:
+                return False
+            if pending is None:
+                pending = self._backlog.pending_keys()
+            return pair_key(row, rule) in pending
+
+        return waiting
 
     async def _drain(self) -> None:
         while self._backlog:
@@ -566,7 +597,7 @@ class Service:
         self._expire_holds(now)
         self._sync_engine()
         self._apply(self.engine.tick(now), now)
-        self.publish(self.book.tick(now) + self._check_buffer(now))
+        self.publish(self.book.tick(now, self._waiting()) + self._check_buffer(now))
 
     def _check_buffer(self, now_ms: int) -> list[Change]:
         """System alarm ``store/buffer_near_full``: orange at the spool's near-full mark, red at
@@ -590,26 +621,31 @@ class Service:
 
     # -- staff actions -------------------------------------------------------------------
     def acknowledge(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        self._settle(alarm_id)
         change = self.book.acknowledge(alarm_id, by, comment, self.clock())
         self.publish([change])
         return change[0]
 
     def close_alarm(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        self._settle(alarm_id)
         change = self.book.close(alarm_id, by, comment, self.clock())
         self.publish([change])
         return change[0]
 
     def add_note(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        self._settle(alarm_id)
         change = self.book.add_note(alarm_id, by, comment, self.clock())
         self.publish([change])
         return change[0]
 
     def shelve(self, alarm_id: int, by: str, reason: str, until_ms: int) -> Alarm:
+        self._settle(alarm_id)
         change = self.book.shelve(alarm_id, by, reason, until_ms, self.clock())
         self.publish([change])
         return change[0]
 
     def unshelve(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        self._settle(alarm_id)
         change = self.book.unshelve(alarm_id, by, comment, self.clock())
         self.publish([change])
         return change[0]
@@ -716,27 +752,38 @@ class Service:
         await asyncio.to_thread(self._persist, snap)
         self._drop_logged(n)
 
-    async def _snapshot_in_background(self) -> None:
+    async def _write_in_background(self, snap: dict[str, np.ndarray[Any, Any]], n: int) -> None:
         try:
-            await self.snapshot_engine_async()
+            await asyncio.to_thread(self._persist, snap)
+            self._drop_logged(n)  # on the event loop: the gateway log is appended there
         except Exception:
             log.exception("engine snapshot failed; the previous restore point stays")
+
+    def _periodic_snapshot(self, deferred: int, limit: int) -> int | None:
+        """The ticker's restore point: captured now and written in a worker thread, or put off
+        while a storm's backlog drains (a capture applies the rest of it at once), for at most
+        ``limit`` ticks (a steady flood may never let the backlog empty). Returns None when
+        taken, else the ticks it has been put off."""
+        if self._backlog and deferred < limit:
+            return deferred + 1
+        snap, n = self._capture_engine()  # in this turn: a storm arriving before the write runs is not swept in
+        self._snap_task = asyncio.create_task(self._write_in_background(snap, n), name="snapshot")
+        return None
 
     async def _ticker(self) -> None:
         interval = self.settings.tick_interval_ms / 1000.0
         snap_every = max(1, round(self.settings.snapshot_interval_s * 1000 / self.settings.tick_interval_ms))
         n = 0
-        snap_due = False
+        owed: int | None = None  # ticks the due restore point has been put off (None: none due)
         while True:
             await asyncio.sleep(interval)
             try:
                 self.tick()
                 n += 1
-                # not while a storm drains (capturing would apply the rest at once): next tick
-                if (n % snap_every == 0 or snap_due) and (self._snap_task is None or self._snap_task.done()):
-                    snap_due = bool(self._backlog)
-                    if not snap_due:
-                        self._snap_task = asyncio.create_task(self._snapshot_in_background(), name="snapshot")
+                if n % snap_every == 0 and owed is None:
+                    owed = 0
+                if owed is not None and (self._snap_task is None or self._snap_task.done()):
+                    owed = self._periodic_snapshot(owed, snap_every)
                 await self.maybe_compact(self.clock())
             except Exception:
                 log.exception("ticker iteration failed; continuing")
@@ -785,7 +832,7 @@ class Service:
             "sensors": len(self.registry),
             "enterprises": len(self.registry.enterprises),
             "open_alarms": len(self.book),
-            "alarm_backlog": self._backlog_n,
+            "alarm_backlog": len(self._backlog),
             "uptime_s": (self.clock() - self.started_ms) / 1000.0,
             **({"store_writer": {"pid": w.pid, "ready": w.ready, "restarts": w.restarts,
                                  "queued_readings": w.inflight}}

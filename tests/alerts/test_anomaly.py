@@ -250,7 +250,7 @@ def test_compiled_kernel_equals_the_numpy_specification(seed: int, params: dict[
     assert sa.keys() == sb.keys()
     for key in sa:
         np.testing.assert_allclose(sa[key], sb[key], rtol=1e-9, atol=1e-9, err_msg=key)
-    assert (sa["ep_ends"] > EP_NEVER).any()  # episodes of surprise ended and were remembered
+    assert (sa["ep_ends"] >= 45).any()  # episodes ended (and were remembered) past the warm-up and its settling
 
 
 def test_the_kernel_reads_the_state_records_by_the_scorers_column_order() -> None:

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alerts.lifecycle import InvalidTransition
 from alerts.transitions import Transitions
 from ingest.batch import BatchBuilder
 from plantwatch import service as service_mod
+from plantwatch.backlog import pair_key
 from plantwatch.clock import FakeClock
 from plantwatch.domain import AlarmStatus, Level, TsSource
 from plantwatch.service import Service
@@ -24,6 +26,7 @@ N = 60
 SLICE = 10
 YELLOW_VALUE, ORANGE_VALUE = 30.0, 60.0  # %LEL: gas.combustible yellow at 25, orange at 50
 N_ORANGE = 20  # sensors GT-40 .. GT-59 go orange, the rest yellow
+STORM_VALUES = [YELLOW_VALUE] * (N - N_ORANGE) + [ORANGE_VALUE] * N_ORANGE
 
 
 def _config() -> str:
@@ -59,8 +62,7 @@ def _storm(svc: Service, clock: FakeClock) -> None:
     """Every sensor quiet, then in one batch 40 of them yellow and 20 orange (60 high alarms;
     the rate of rise raises as many, yellow and blue)."""
     _readings(svc, list(range(N)), clock.now, [2.0] * N)
-    values = [YELLOW_VALUE] * (N - N_ORANGE) + [ORANGE_VALUE] * N_ORANGE
-    _readings(svc, list(range(N)), clock.advance(10_000), values)
+    _readings(svc, list(range(N)), clock.advance(10_000), STORM_VALUES)
 
 
 def _high(svc: Service) -> dict[str, tuple[Level, AlarmStatus]]:
@@ -190,3 +192,98 @@ def test_most_severe_first_keeps_each_pairs_sequence() -> None:
     assert out.value.tolist() == [0.0, 2.0, 5.0, 4.0, 1.0, 3.0]
     assert out.row.tolist() == [0, 2, 0, 3, 1, 1]
     assert len(Transitions.empty().most_severe_first()) == 0
+
+
+async def test_a_removal_during_a_storm_leaves_no_alarm_open_on_the_removed_sensor(tmp_path: Path) -> None:
+    """GT-0's raise still waits when it is removed: applied first, then cleared by the removal
+    (applied after the removal's clears, it would open an alarm on a sensor that is gone)."""
+    clock = FakeClock(T0)
+    svc = _service(tmp_path, clock)
+    try:
+        _storm(svc, clock)
+        assert "GT-0" not in _high(svc)
+        svc.remove_sensor("E1", "GT-0", "Li Wei", "replaced")
+        await _drain(svc)
+        left = {a.rule: a.status for a in svc.book.open_alarms() if a.sensor_id == "GT-0"}
+        assert all(st is AlarmStatus.CLEARED for st in left.values()), left
+        assert left["high"] is AlarmStatus.CLEARED
+    finally:
+        await svc.stop()
+
+
+async def test_a_staff_action_waits_for_its_own_alarms_changes(tmp_path: Path) -> None:
+    """GT-0's high alarm has cleared; a new storm reactivates it, still in the backlog when
+    staff close it. The reactivation is applied first, so the close is refused (the condition
+    is back), and no second alarm is raised for GT-0 afterwards."""
+    clock = FakeClock(T0)
+    svc = _service(tmp_path, clock)
+    try:
+        _storm(svc, clock)
+        await _drain(svc)
+        _readings(svc, list(range(N)), clock.advance(10_000), [2.0] * N)  # every alarm clears
+        await _drain(svc)
+        (cleared,) = [a for a in svc.book.open_alarms() if a.sensor_id == "GT-0" and a.rule == "high"]
+        assert cleared.status is AlarmStatus.CLEARED
+        _readings(svc, list(range(N)), clock.advance(10_000), STORM_VALUES)
+        assert svc._backlog
+        with pytest.raises(InvalidTransition, match="still present"):
+            svc.close_alarm(cleared.id, "Li Wei", "checked on site")
+        await _drain(svc)
+        mine = [a for a in svc.book.open_alarms() if a.sensor_id == "GT-0" and a.rule == "high"]
+        assert [(a.id, a.status, a.level) for a in mine] == [(cleared.id, AlarmStatus.ACTIVE, Level.YELLOW)]
+    finally:
+        await svc.stop()
+
+
+async def test_no_overdue_escalation_for_an_alarm_whose_clear_still_waits(tmp_path: Path) -> None:
+    """The yellow alarms' one-hour acknowledgement deadline passes while the readings that
+    clear them are still in the backlog: their timers wait for those changes (then the alarms
+    are cleared and nothing is overdue), instead of escalating alarms already over. (The
+    orange ones turn red after 60 s and are overdue long before: not what this is about.)"""
+    clock = FakeClock(T0)
+    svc = _service(tmp_path, clock)
+    try:
+        _storm(svc, clock)
+        await _drain(svc)
+        raised_at = clock.now
+        while clock.now < raised_at + 59 * 60_000 + 50_000:  # readings keep coming, same levels
+            wobble = 0.01 * (clock.now // 10_000 % 3)
+            _readings(svc, list(range(N)), clock.advance(10_000), [v + wobble for v in STORM_VALUES])
+            svc.tick(clock.now)
+            await _drain(svc)  # (the rate alarms clear as the rise stops: a small storm of their own)
+        _readings(svc, list(range(N)), clock.advance(5_000), [2.0] * N)  # all back to normal: a storm of clears
+        yellow = {f"GT-{i}" for i in range(N - N_ORANGE)}
+        waiting = svc._backlog.pending_keys()
+        high = svc.engine.rule_names.index("high")
+        assert sum(pair_key(svc.registry.row_of("E1", sid), high) in waiting for sid in yellow) >= 10  # clears wait
+        svc.tick(clock.advance(10_000))  # past the yellow deadline
+        await _drain(svc)
+        svc.tick(clock.advance(1000))
+        mine = [a for a in svc.alarms.list_alarms() if a.rule == "high" and a.sensor_id in yellow]
+        assert len(mine) == N - N_ORANGE
+        assert all("overdue" not in [e.type for e in svc.alarms.alarm_events(a.id)] for a in mine)
+        assert all((a.status, a.tier) == (AlarmStatus.CLEARED, 0) for a in mine)
+    finally:
+        await svc.stop()
+
+
+async def test_the_periodic_restore_point_waits_for_a_storm_at_most_one_interval(tmp_path: Path) -> None:
+    """Put off while the backlog drains (a capture would apply the rest at once), but taken
+    after ``limit`` ticks even if it never empties (a steady flood)."""
+    clock = FakeClock(T0)
+    svc = _service(tmp_path, clock)
+    try:
+        _storm(svc, clock)
+        assert svc._backlog
+        owed: int | None = 0
+        for k in range(3):
+            owed = svc._periodic_snapshot(owed, 3)  # type: ignore[arg-type]
+            assert owed == k + 1
+            assert svc._backlog
+        assert svc._periodic_snapshot(3, 3) is None  # taken: the backlog applied first
+        assert not svc._backlog
+        assert svc._snap_task is not None
+        await svc._snap_task
+        assert svc.engine_snapshot_path.exists()
+    finally:
+        await svc.stop()
