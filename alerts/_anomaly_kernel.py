@@ -16,8 +16,8 @@ The scalar state is read through two 2-D views of one record per row (below), an
 by loop constants or by counts past an adaptive rate's limit are gone (a division costs more
 than the rest of a line): measured in this session's scorer-alone run at 2,000 / 100,000 rows,
 registry order, 121 / 152 ns -> 107 / 135 ns per sample, identical scores and NAB results.
-The recurring-episode damping (step 3a) reads its slots only at a surprise; it measured +3 ns
-per sample in cache (~105 -> ~107 ns at 2,000 rows; +3-8 % at 100,000, noisy).
+The recurring-episode damping (step 3a) reads its slots only at a surprise; it measured +4-6 ns
+per sample in cache (~103 -> ~107-109 ns at 2,000 rows), ~1 % in the engine with the scorer.
 Results equal the numpy path to rounding (sums over the ring are taken in another order);
 ``tests/alerts/test_anomaly.py`` compares the two on random streams.
 """
@@ -107,6 +107,7 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
     half_sqrt_w = 0.5 * math.sqrt(w)
     inv_nov = 0.5 / novelty_z if novelty_z > 0 else 0.0
     inv_season_c = 1.0 / season_c
+    settle_n = warmup + warmup // 2  # the long-run statistics have learnt warmup samples (the robust clip's start)
     # k >= lim: 1 / k <= alpha / (1 + alpha) < alpha. Integer-valued on purpose: the same limits
     # as floats (1 / alpha + 1) measured 126 -> 210 ns per sample at 100k rows; min() keeps
     # ceil inside int64 for a tiny alpha
@@ -152,22 +153,23 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
         sd_u = max(math.sqrt(var_u), min_sd)
         z_t = (short - mu_u) / sd_u
         zt[i] = z_t
-        # 3a. recurring episodes of surprise (the slots are read only at a surprise: rare)
-        above = z_t >= ep_z and n - (warmup // 2) >= warmup  # once the long-run statistics have settled
-        if z_t >= ep_z:  # (rare; loop 2 reads damp only for these rows)
+        # 3a. recurring episodes of surprise (the slots are read only at a surprise: rare). An
+        # episode opens only once the long-run statistics have settled (n >= settle_n), so a row
+        # below it has none open
+        if z_t >= ep_z:  # (loop 2 reads damp only for these rows)
             d = 1.0
-            if above and ep_beta > 0:
-                past = 0
-                lim = ep_rho * z_t
-                for j in range(slots):
-                    if ep_peaks[r, j] >= lim and n - ep_ends[r, j] <= ep_memory:
-                        past += 1
-                d = 1.0 / (1.0 + ep_beta * past)  # (a division is fine here)
+            if n >= settle_n:
+                if ep_beta > 0:
+                    past = 0
+                    lim = ep_rho * z_t
+                    for j in range(slots):
+                        if ep_peaks[r, j] >= lim and n - ep_ends[r, j] <= ep_memory:
+                            past += 1
+                    d = 1.0 / (1.0 + ep_beta * past)  # (a division is fine here)
+                rf[r, C_EP_PEAK] = max(rf[r, C_EP_PEAK], z_t) if ri[r, C_EP_IN] == 1 else z_t
+                ri[r, C_EP_LAST] = n
+                ri[r, C_EP_IN] = 1
             damp[i] = d
-        if above:
-            rf[r, C_EP_PEAK] = max(rf[r, C_EP_PEAK], z_t) if ri[r, C_EP_IN] == 1 else z_t
-            ri[r, C_EP_LAST] = n
-            ri[r, C_EP_IN] = 1
         elif ri[r, C_EP_IN] == 1 and n - ri[r, C_EP_LAST] > ep_gap:
             hd = ri[r, C_EP_HEAD]
             ep_peaks[r, hd] = rf[r, C_EP_PEAK]
