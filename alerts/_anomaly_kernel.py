@@ -80,6 +80,18 @@ def tail_values(z, coef, z0, inv_h, out):  # type: ignore[no-untyped-def]  # pra
         out[i] = _neg_log10_tail(z[i], coef, z0, inv_h)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _end_episode(r, n, ri, rf, ep_peaks, ep_ends, ep_gap, slots):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """A sample that does not extend the row's open episode: after more than ``ep_gap``
+    samples since its last one the episode ends, and its peak goes into the next slot."""
+    if ri[r, C_EP_IN] == 1 and n - ri[r, C_EP_LAST] > ep_gap:
+        hd = ri[r, C_EP_HEAD]
+        ep_peaks[r, hd] = rf[r, C_EP_PEAK]
+        ep_ends[r, hd] = n
+        ri[r, C_EP_HEAD] = 0 if hd + 1 == slots else hd + 1
+        ri[r, C_EP_IN] = 0
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ignore[no-untyped-def]  # pragma: no cover
                 rf, ri, ring, sea, tod_cnt, ep_peaks, ep_ends,
@@ -169,13 +181,11 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
                 rf[r, C_EP_PEAK] = max(rf[r, C_EP_PEAK], z_t) if ri[r, C_EP_IN] == 1 else z_t
                 ri[r, C_EP_LAST] = n
                 ri[r, C_EP_IN] = 1
+            else:  # (an episode open this early only comes from a restored state: the spec's case)
+                _end_episode(r, n, ri, rf, ep_peaks, ep_ends, ep_gap, slots)
             damp[i] = d
-        elif ri[r, C_EP_IN] == 1 and n - ri[r, C_EP_LAST] > ep_gap:
-            hd = ri[r, C_EP_HEAD]
-            ep_peaks[r, hd] = rf[r, C_EP_PEAK]
-            ep_ends[r, hd] = n
-            ri[r, C_EP_HEAD] = 0 if hd + 1 == slots else hd + 1
-            ri[r, C_EP_IN] = 0
+        else:
+            _end_episode(r, n, ri, rf, ep_peaks, ep_ends, ep_gap, slots)
         hi = x if first else rf[r, C_ENV_HI]
         lo = x if first else rf[r, C_ENV_LO]
         nov[i] = -1.0

@@ -48,14 +48,17 @@ class Transitions:
     def take(self, idx: npt.NDArray[np.intp]) -> Transitions:
         return Transitions(*(getattr(self, f)[idx] for f in self.__slots__))
 
+    def pair_keys(self) -> npt.NDArray[np.int64]:
+        """One int64 per (row, rule) pair: ``row << 16 | rule`` (rules are int16; rows >= -1)."""
+        return self.row.astype(np.int64) << 16 | (self.rule.astype(np.int64) & 0xFFFF)
+
     def most_severe_first(self) -> Transitions:
         """The same transitions, the (row, rule) pairs ordered by the highest level each reaches
         here, highest first; a pair's own sequence and ties keep their order (stable). An alarm
         storm is applied in slices in this order, so its red alarms reach the staff first."""
         if len(self) < 2:
             return self
-        key = self.row.astype(np.int64) << 16 | self.rule.astype(np.int64)
-        _, inv = np.unique(key, return_inverse=True)
+        _, inv = np.unique(self.pair_keys(), return_inverse=True)
         top = np.zeros(int(inv.max()) + 1, np.int16)
         np.maximum.at(top, inv, self.level.astype(np.int16))
         return self.take(np.argsort(-top[inv], kind="stable"))
@@ -65,7 +68,7 @@ class Transitions:
         change of a sequence (what a replay must tell a book that already saw the sequence)."""
         if len(self) < 2:
             return self
-        key = self.row.astype(np.int64) << 16 | self.rule.astype(np.int64)
+        key = self.pair_keys()
         _, first_in_reversed = np.unique(key[::-1], return_index=True)
         return self.take(np.sort(len(key) - 1 - first_in_reversed))
 

@@ -13,17 +13,12 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from alerts.transitions import Transitions
 
 
-def pair_keys(tr: Transitions) -> npt.NDArray[np.int64]:
-    """One int64 per (row, rule) pair: ``row << 16 | rule`` (rules are int16, rows >= -1)."""
-    return tr.row.astype(np.int64) << 16 | (tr.rule.astype(np.int64) & 0xFFFF)
-
-
 def pair_key(row: int, rule: int) -> int:
+    """:meth:`Transitions.pair_keys` of one pair."""
     return (int(row) << 16) | (int(rule) & 0xFFFF)
 
 
@@ -73,12 +68,12 @@ class Backlog:
         key = pair_key(row, rule)
         out: list[tuple[Transitions, int]] = []
         for e in self._q:
-            rest = e.tr.take(np.arange(e.start, len(e.tr))) if e.start else e.tr
-            hit = pair_keys(rest) == key
+            hit = e.tr.pair_keys()[e.start:] == key
             if hit.any():
-                out.append((rest.take(np.flatnonzero(hit)), e.now_ms))
-                e.tr, e.start = rest.take(np.flatnonzero(~hit)), 0
-                self._n -= int(np.count_nonzero(hit))
+                idx = e.start + np.flatnonzero(hit)
+                out.append((e.tr.take(idx), e.now_ms))
+                e.tr, e.start = e.tr.take(e.start + np.flatnonzero(~hit)), 0
+                self._n -= len(idx)
         self._q = deque(e for e in self._q if e.start < len(e.tr))
         return out
 
@@ -86,5 +81,5 @@ class Backlog:
         """The pairs (:func:`pair_key`) with a transition waiting."""
         if not self._q:
             return set()
-        keys = np.concatenate([pair_keys(e.tr)[e.start:] for e in self._q])
+        keys = np.concatenate([e.tr.pair_keys()[e.start:] for e in self._q])
         return set(np.unique(keys).tolist())

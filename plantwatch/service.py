@@ -524,9 +524,13 @@ class Service:
         row, rule = int(a.extra.get("row", -1)), int(a.extra.get("rule_index", -1))
         if row < 0 or rule < 0:
             return
-        for part, now in self._backlog.take_pair(row, rule):
-            self.publish(self.book.apply(part, now))
-        self.metrics.alarm_backlog.set(len(self._backlog))
+        try:
+            for part, now in self._backlog.take_pair(row, rule):
+                self.publish(self.book.apply(part, now))
+        except Exception:  # as in the drain: logged, the action goes on (those changes are lost)
+            log.exception("alarm backlog: applying alarm %d's waiting changes failed", alarm_id)
+        finally:
+            self.metrics.alarm_backlog.set(len(self._backlog))
 
     def _waiting(self) -> Callable[[Alarm], bool] | None:
         """For the book's timers while a backlog waits: whether an alarm's engine changes are
@@ -734,8 +738,8 @@ class Service:
             self.alarms.save_snapshot(GATEWAY_LOG, json.dumps(self._gw_log).encode())
 
     def snapshot_engine(self) -> None:
-        """Save the engine's restore point now (start, stop, tests); the ticker uses
-        :meth:`snapshot_engine_async`."""
+        """Save the engine's restore point now (start, stop, tests); the ticker captures on
+        the loop and writes in a worker thread (:meth:`_periodic_snapshot`)."""
         self._write_captured(*self._capture_engine())
 
     def _write_captured(self, snap: dict[str, np.ndarray[Any, Any]], n: int) -> None:
@@ -766,7 +770,11 @@ class Service:
         taken, else the ticks it has been put off."""
         if self._backlog and deferred < limit:
             return deferred + 1
-        snap, n = self._capture_engine()  # in this turn: a storm arriving before the write runs is not swept in
+        try:
+            snap, n = self._capture_engine()  # in this turn: a storm arriving before the write runs is not swept in
+        except Exception:  # the next interval tries again; the previous restore point stays
+            log.exception("engine snapshot: capturing the state failed; the previous restore point stays")
+            return None
         self._snap_task = asyncio.create_task(self._write_in_background(snap, n), name="snapshot")
         return None
 
@@ -810,6 +818,10 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._drain_task
             self._drain_task = None
+        try:  # the rest of a storm: stored and pushed to the subscribers still connected
+            self._flush_backlog()
+        except Exception:
+            log.exception("alarm backlog: applying the rest at stop failed")
         self.hub.close()
         try:
             if self._snap_task is not None:

@@ -52,6 +52,17 @@ def test_one_pair_is_pulled_out_in_its_order_and_the_rest_stays_in_theirs() -> N
     assert b.take_pair(0, 0) == []
 
 
+def test_a_pair_spread_over_sets_and_inside_a_partly_applied_one_keeps_its_order_and_times() -> None:
+    b = Backlog()
+    b.add(_tr([4, 4, 5, 4, 6], [1, 1, 1, 1, 1], 0), 1000)
+    b.add(_tr([5, 4], [1, 1], 5), 2000)
+    assert _values(b.take(2)) == [0.0, 1.0]  # two of (4, 1) applied
+    got = b.take_pair(4, 1)
+    assert [(tr.value.tolist(), now) for tr, now in got] == [([3.0], 1000), ([6.0], 2000)]
+    assert len(b) == 3
+    assert [(tr.value.tolist(), now) for tr, now in b.take(10)] == [([2.0, 4.0], 1000), ([5.0], 2000)]
+
+
 def test_pulling_the_last_transitions_of_a_set_drops_the_set() -> None:
     b = Backlog()
     b.add(_tr([7, 7], [2, 2], 0), 1000)
