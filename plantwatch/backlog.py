@@ -40,9 +40,6 @@ class Backlog:
         """Transitions waiting."""
         return self._n
 
-    def __bool__(self) -> bool:
-        return self._n > 0
-
     def add(self, tr: Transitions, now_ms: int) -> None:
         if len(tr):
             self._q.append(_Entry(tr, now_ms))

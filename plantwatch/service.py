@@ -361,19 +361,9 @@ class Service:
             except Exception:  # the change itself stands; only its restore point is missing
                 log.exception("engine snapshot after a hold change failed; the previous restore point stays")
             return
-        prev = self._snap_task
-
-        async def write() -> None:
-            if prev is not None and not prev.done():
-                with contextlib.suppress(Exception):
-                    await prev
-            try:
-                await asyncio.to_thread(self._persist, snap)
-                self._drop_logged(n)  # on the event loop: the gateway log is appended there
-            except Exception:
-                log.exception("engine snapshot after a hold change failed; the previous restore point stays")
-
-        self._snap_task = loop.create_task(write(), name="snapshot")
+        self._snap_task = loop.create_task(
+            self._write_in_background(snap, n, after=self._snap_task, what="engine snapshot after a hold change"),
+            name="snapshot")
 
     def remove_sensor(self, enterprise_id: str, sensor_id: str, by: str, reason: str) -> Sensor:
         """Decommission: the sensor keeps its row (and stored readings) but is no longer
@@ -624,35 +614,28 @@ class Service:
         return removed
 
     # -- staff actions -------------------------------------------------------------------
-    def acknowledge(self, alarm_id: int, by: str, comment: str) -> Alarm:
+    def _staff(self, alarm_id: int, act: Callable[[int], Change]) -> Alarm:
+        """One staff action on an alarm: its own waiting engine changes first (:meth:`_settle`),
+        then ``act(now_ms)``, stored and pushed."""
         self._settle(alarm_id)
-        change = self.book.acknowledge(alarm_id, by, comment, self.clock())
+        change = act(self.clock())
         self.publish([change])
         return change[0]
+
+    def acknowledge(self, alarm_id: int, by: str, comment: str) -> Alarm:
+        return self._staff(alarm_id, lambda now: self.book.acknowledge(alarm_id, by, comment, now))
 
     def close_alarm(self, alarm_id: int, by: str, comment: str) -> Alarm:
-        self._settle(alarm_id)
-        change = self.book.close(alarm_id, by, comment, self.clock())
-        self.publish([change])
-        return change[0]
+        return self._staff(alarm_id, lambda now: self.book.close(alarm_id, by, comment, now))
 
     def add_note(self, alarm_id: int, by: str, comment: str) -> Alarm:
-        self._settle(alarm_id)
-        change = self.book.add_note(alarm_id, by, comment, self.clock())
-        self.publish([change])
-        return change[0]
+        return self._staff(alarm_id, lambda now: self.book.add_note(alarm_id, by, comment, now))
 
     def shelve(self, alarm_id: int, by: str, reason: str, until_ms: int) -> Alarm:
-        self._settle(alarm_id)
-        change = self.book.shelve(alarm_id, by, reason, until_ms, self.clock())
-        self.publish([change])
-        return change[0]
+        return self._staff(alarm_id, lambda now: self.book.shelve(alarm_id, by, reason, until_ms, now))
 
     def unshelve(self, alarm_id: int, by: str, comment: str) -> Alarm:
-        self._settle(alarm_id)
-        change = self.book.unshelve(alarm_id, by, comment, self.clock())
-        self.publish([change])
-        return change[0]
+        return self._staff(alarm_id, lambda now: self.book.unshelve(alarm_id, by, comment, now))
 
     def recent_alarms(self) -> list[Alarm]:
         """Alarms raised in the last 24 h, from the store (blocking: call in a thread)."""
@@ -752,16 +735,23 @@ class Service:
         """Copy the state on the event loop, write it in a worker thread. At 100k sensors with
         the anomaly scorer the state is ~220 MB: the copy takes 0.06-0.4 s, the write several
         times that, which must not stall ingest and alarms."""
-        snap, n = self._capture_engine()
-        await asyncio.to_thread(self._persist, snap)
-        self._drop_logged(n)
+        await self._write_async(*self._capture_engine())
 
-    async def _write_in_background(self, snap: dict[str, np.ndarray[Any, Any]], n: int) -> None:
+    async def _write_async(self, snap: dict[str, np.ndarray[Any, Any]], n: int) -> None:
+        await asyncio.to_thread(self._persist, snap)
+        self._drop_logged(n)  # on the event loop: the gateway log is appended there
+
+    async def _write_in_background(self, snap: dict[str, np.ndarray[Any, Any]], n: int, *,
+                                   after: asyncio.Task[None] | None = None, what: str = "engine snapshot") -> None:
+        """:meth:`_write_async` as a task: after the write ``after`` still in progress, failures
+        logged (the previous restore point stays)."""
+        if after is not None and not after.done():
+            with contextlib.suppress(Exception):
+                await after
         try:
-            await asyncio.to_thread(self._persist, snap)
-            self._drop_logged(n)  # on the event loop: the gateway log is appended there
+            await self._write_async(snap, n)
         except Exception:
-            log.exception("engine snapshot failed; the previous restore point stays")
+            log.exception("%s failed; the previous restore point stays", what)
 
     def _periodic_snapshot(self, deferred: int, limit: int) -> int | None:
         """The ticker's restore point: captured now and written in a worker thread, or put off
