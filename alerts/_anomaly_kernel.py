@@ -29,6 +29,10 @@ import math
 import numpy as np
 from numba import njit
 
+from alerts._prefetch import prefetch
+
+PF_ROWS = 4
+PF_TOD = True
 _LN2 = math.log(2.0)
 _LN10 = math.log(10.0)
 _SQRT2 = math.sqrt(2.0)
@@ -130,7 +134,31 @@ def score_learn(rows, xs, tss, out, tail_coef, tail_z0, tail_inv_h,  # type: ign
     q_lo = np.int64(1)
     q_hi = np.int64(0)
     b = 0
+    sea2 = sea.reshape(sea.shape[0], nbk * 3)
     for i in range(nrows):
+        if i + 2 * PF_ROWS < nrows:
+            rp = rows[i + 2 * PF_ROWS]
+            prefetch(rf, rp, 0)
+            prefetch(rf, rp, 8)
+            prefetch(rf, rp, 16)
+        if i + PF_ROWS < nrows:
+            rp = rows[i + PF_ROWS]
+            hp = ri[rp, C_HEAD]
+            prefetch(ring, rp, hp)
+            jp = hp - (w - 1)
+            prefetch(ring, rp, jp + big if jp < 0 else jp)
+            prefetch(sea2, rp, 3 * b)
+            prefetch(sea2, rp, 3 * b + 2)
+            if PF_TOD:
+                xp = xs[i + PF_ROWS]
+                lo_p = min(rf[rp, C_ENV_LO], xp)
+                wd_p = max(rf[rp, C_ENV_HI], xp) - lo_p
+                bp = 0
+                if wd_p > 0:
+                    fp = tod_bins * (xp - lo_p) / wd_p
+                    if fp >= 0 and fp < tod_bins:
+                        bp = int(fp)
+                prefetch(tod_cnt, rp, bp * nbk + b)
         r = rows[i]
         x = xs[i]
         n = ri[r, C_N]
